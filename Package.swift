@@ -1,0 +1,65 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "swift-gnutls",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "GnuTLS", targets: ["GnuTLS"]),
+        .library(name: "NIOGnuTLS", targets: ["NIOGnuTLS"]),
+        .executable(name: "tls-server", targets: ["tls-server"]),
+        .executable(name: "tls-client", targets: ["tls-client"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // The system's GnuTLS, seen through a modulemap and a header of static inline shims.
+        .systemLibrary(
+            name: "CGnuTLS",
+            pkgConfig: "gnutls",
+            providers: [.apt(["libgnutls28-dev"])]
+        ),
+        // The Swift session layer: configuration, context, sans-I/O session, errors, certificates.
+        .target(name: "GnuTLS", dependencies: ["CGnuTLS"]),
+        // SwiftNIO channel handler and async API over the session layer.
+        .target(
+            name: "NIOGnuTLS",
+            dependencies: [
+                "GnuTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "tls-server",
+            dependencies: [
+                "GnuTLS", "NIOGnuTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "tls-client",
+            dependencies: [
+                "GnuTLS", "NIOGnuTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "GnuTLSTests", dependencies: ["GnuTLS"]),
+        .testTarget(
+            name: "NIOGnuTLSTests",
+            dependencies: [
+                "GnuTLS", "NIOGnuTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "CommandTests", dependencies: ["GnuTLS"]),
+    ]
+)

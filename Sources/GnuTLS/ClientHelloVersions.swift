@@ -1,0 +1,67 @@
+/// The protocol versions a ClientHello offers, read from its bytes.
+///
+/// GnuTLS reports a client whose versions we do not accept as "no supported cipher suites" (it filters the
+/// suites by version first). To tell the peer and the user the real reason, the server reads the versions the
+/// client offered and, when none is acceptable, answers with a `protocol_version` alert. The bytes come from
+/// the network: every index is checked, and anything malformed yields nil (GnuTLS then reports it itself).
+struct ClientHelloVersions: Equatable {
+    /// Wire versions offered (0x0301 = TLS 1.0 … 0x0304 = TLS 1.3).
+    let offered: Set<UInt16>
+
+    /// Parses a ClientHello handshake body (without the 4-byte handshake header).
+    init?(body: UnsafeRawBufferPointer) {
+        var reader = Reader(bytes: body)
+        guard let legacy = reader.u16(), reader.skip(32),  // legacy_version, random
+            let sessionIDLength = reader.u8(), reader.skip(Int(sessionIDLength)),
+            let suitesLength = reader.u16(), reader.skip(Int(suitesLength)),
+            let compressionLength = reader.u8(), reader.skip(Int(compressionLength))
+        else { return nil }
+        // Without the supported_versions extension, the client accepts every version up to legacy_version.
+        let upToLegacy = Set((0x0301...max(0x0301, min(legacy, 0x0303))).map { UInt16($0) })
+        guard let extensionsLength = reader.u16(), var extensions = reader.sub(Int(extensionsLength)) else {
+            offered = legacy >= 0x0301 ? upToLegacy : []
+            return
+        }
+        while let type = extensions.u16(), let length = extensions.u16() {
+            guard var data = extensions.sub(Int(length)) else { return nil }
+            if type == 43 {  // supported_versions
+                guard let listLength = data.u8(), var list = data.sub(Int(listLength)) else { return nil }
+                var versions = Set<UInt16>()
+                while let version = list.u16() { versions.insert(version) }
+                offered = versions
+                return
+            }
+        }
+        offered = legacy >= 0x0301 ? upToLegacy : []
+    }
+
+    /// A bounds-checked big-endian reader.
+    private struct Reader {
+        let bytes: UnsafeRawBufferPointer
+        var offset = 0
+
+        mutating func u8() -> UInt8? {
+            guard offset + 1 <= bytes.count else { return nil }
+            defer { offset += 1 }
+            return bytes[offset]
+        }
+
+        mutating func u16() -> UInt16? {
+            guard offset + 2 <= bytes.count else { return nil }
+            defer { offset += 2 }
+            return UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1])
+        }
+
+        mutating func skip(_ count: Int) -> Bool {
+            guard count >= 0, offset + count <= bytes.count else { return false }
+            offset += count
+            return true
+        }
+
+        mutating func sub(_ count: Int) -> Reader? {
+            guard count >= 0, offset + count <= bytes.count else { return nil }
+            defer { offset += count }
+            return Reader(bytes: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)]))
+        }
+    }
+}

@@ -1,0 +1,105 @@
+internal import CGnuTLS
+
+import Foundation
+
+/// Reading and writing the files the library deals in (certificates, keys), with errors that name the file.
+enum FileBytes {
+    /// Files larger than this are refused: no certificate or key file is anywhere near it.
+    static let maximumSize = 16 * 1024 * 1024
+
+    /// Reads a whole file. `what` says what the file is for ("certificate file") in errors.
+    static func read(_ path: String, what: String) throws(TLSError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw TLSError.configuration("cannot read \(what) '\(path)': \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var info = stat()
+        if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
+            throw TLSError.configuration("cannot read \(what) '\(path)': it is a directory")
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw TLSError.configuration("cannot read \(what) '\(path)': \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk.prefix(n))
+            if bytes.count > maximumSize {
+                throw TLSError.configuration("\(what) '\(path)' is larger than \(maximumSize) bytes")
+            }
+        }
+        if bytes.isEmpty {
+            throw TLSError.configuration("\(what) '\(path)' is empty")
+        }
+        return bytes
+    }
+
+    /// Whether bytes look like PEM text rather than DER.
+    static func looksLikePEM(_ bytes: [UInt8]) -> Bool {
+        let marker = Array("-----BEGIN ".utf8)
+        guard bytes.count >= marker.count else { return false }
+        for start in 0...(bytes.count - marker.count) where bytes[start] == marker[0] {
+            if Array(bytes[start..<(start + marker.count)]) == marker { return true }
+        }
+        return false
+    }
+
+    /// Calls `body` with a datum over a NUL-terminated copy of `bytes` (GnuTLS's PEM parsers need the NUL;
+    /// the NUL is not counted in the datum's size).
+    static func withDatum<R>(_ bytes: [UInt8], _ body: (inout gnutls_datum_t) -> R) -> R {
+        var copy = bytes
+        copy.append(0)
+        return copy.withUnsafeMutableBufferPointer { buffer in
+            var datum = gnutls_datum_t(data: buffer.baseAddress, size: UInt32(bytes.count))
+            return body(&datum)
+        }
+    }
+
+    /// Copies a GnuTLS-allocated datum into Swift memory and frees it.
+    static func take(_ datum: gnutls_datum_t) -> [UInt8] {
+        guard let data = datum.data else { return [] }
+        defer { cgnutls_free(data) }
+        return Array(UnsafeBufferPointer(start: data, count: Int(datum.size)))
+    }
+
+    /// PEM text for DER bytes under a label, 64 columns per line.
+    static func pem(der: [UInt8], label: String) -> String {
+        let base64 = Data(der).base64EncodedString(options: [.lineLength64Characters, .endLineWithLineFeed])
+        return "-----BEGIN \(label)-----\n\(base64)\n-----END \(label)-----\n"
+    }
+
+    /// Writes a file so that readers see either the old content or the whole new one: a temporary file in the
+    /// same folder, created with `mode`, synced, then renamed over the target.
+    static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t) throws(TLSError) {
+        let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard fd >= 0 else {
+            throw TLSError.configuration("cannot write '\(path)': \(String(cString: strerror(errno)))")
+        }
+        var written = 0
+        var failure: Int32 = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { raw in
+                Glibc.write(fd, raw.baseAddress! + written, raw.count - written)
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                failure = errno
+                break
+            }
+            written += n
+        }
+        if failure == 0, fchmod(fd, mode) != 0 { failure = errno }
+        if failure == 0, fsync(fd) != 0 { failure = errno }
+        close(fd)
+        if failure == 0, rename(temporary, path) != 0 { failure = errno }
+        if failure != 0 {
+            unlink(temporary)
+            throw TLSError.configuration("cannot write '\(path)': \(String(cString: strerror(failure)))")
+        }
+    }
+}

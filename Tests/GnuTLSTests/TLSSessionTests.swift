@@ -1,0 +1,180 @@
+import Foundation
+@testable import GnuTLS
+import Testing
+
+@Suite struct TLSSessionTests {
+    let pki = TestPKI.shared
+
+    static let tls12Only = TLSConfiguration.ProtocolPolicy.custom(
+        TLSConfiguration.ProtocolPolicy.intermediate.priorityString + ":-VERS-TLS1.3")
+
+    @Test(arguments: [TLSConfiguration.ProtocolPolicy.intermediate, .modern, tls12Only])
+    func handshakeAndOneMebibyteEachWay(policy: TLSConfiguration.ProtocolPolicy) throws {
+        let pair = try SessionPair(
+            client: pki.clientConfiguration(policy: policy), server: pki.serverConfiguration(policy: policy))
+        #expect(pair.handshake(), "client: \(String(describing: pair.clientError)) server: \(String(describing: pair.serverError))")
+        let expected: TLSVersion = policy == Self.tls12Only ? .tls12 : .tls13
+        #expect(pair.client.negotiatedVersion == expected)
+        #expect(pair.server.negotiatedVersion == expected)
+        #expect(pair.client.cipherSuite == pair.server.cipherSuite)
+        #expect(pair.client.cipherSuite?.contains("GCM") == true || pair.client.cipherSuite?.contains("CHACHA") == true)
+        #expect(pair.client.peerCertificates.first == pki.server.certificate)
+        #expect(pair.server.peerCertificates.isEmpty)
+        #expect(pair.server.requestedServerName == "localhost")
+
+        var generator = SeededGenerator(seed: 7)
+        let toServer = (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        let toClient = (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        #expect(try pair.send(toServer, from: pair.client, to: pair.server) == toServer)
+        #expect(try pair.send(toClient, from: pair.server, to: pair.client) == toClient)
+    }
+
+    @Test func randomCutsGiveTheSameResultAsWholeDelivery() throws {
+        let message = Array("Hello from client!".utf8) + Array(repeating: 0x5a, count: 40_000)
+        for seed in 0..<40 {
+            var generator = SeededGenerator(seed: UInt64(seed))
+            // Piece sizes from 1 byte up to everything, skewed towards small pieces.
+            let maxPiece = [1, 7, 100, 1500, 20_000, Int.max][seed % 6]
+            let pair = try SessionPair(client: pki.clientConfiguration(), server: pki.serverConfiguration())
+            pair.chunker = { remaining in Int.random(in: 1...min(maxPiece, remaining), using: &generator) }
+            #expect(pair.handshake(), "seed \(seed): \(String(describing: pair.clientError)) \(String(describing: pair.serverError))")
+            #expect(try pair.send(message, from: pair.client, to: pair.server) == message, "seed \(seed)")
+            #expect(try pair.send(message, from: pair.server, to: pair.client) == message, "seed \(seed)")
+        }
+        // A failure outcome is the same too, whatever the cuts.
+        for seed in 0..<10 {
+            var generator = SeededGenerator(seed: UInt64(seed))
+            let pair = try SessionPair(
+                client: pki.clientConfiguration(serverName: "wrong.example"), server: pki.serverConfiguration())
+            pair.chunker = { remaining in Int.random(in: 1...min(50, remaining), using: &generator) }
+            #expect(!pair.handshake())
+            #expect(pair.clientError?.kind == .verification, "seed \(seed)")
+            #expect(pair.clientError?.verification?.reasons == [.hostnameMismatch], "seed \(seed)")
+        }
+    }
+
+    @Test func closeNotifyIsACleanClose() throws {
+        let pair = try SessionPair(client: pki.clientConfiguration(), server: pki.serverConfiguration())
+        #expect(pair.handshake())
+        _ = try pair.send(Array("bye".utf8), from: pair.client, to: pair.server)
+        try pair.client.close()
+        #expect(pair.client.state == .closedForWriting)
+        pair.server.feed(pair.client.takePendingOutput())
+        var received: [UInt8] = []
+        #expect(try pair.server.readAvailable(into: &received) == .closed)
+        #expect(pair.server.state == .closed)
+        // The server answers with its own close_notify; the client sees a clean close too.
+        try pair.server.close()
+        pair.client.feed(pair.server.takePendingOutput())
+        #expect(try pair.client.readAvailable(into: &received) == .closed)
+        #expect(throws: TLSError.self) { try pair.client.write(Array("late".utf8)) }
+    }
+
+    @Test func endOfInputWithoutCloseNotifyIsTruncation() throws {
+        let pair = try SessionPair(client: pki.clientConfiguration(), server: pki.serverConfiguration())
+        #expect(pair.handshake())
+        try pair.client.write(Array("partial".utf8))
+        pair.server.feed(pair.client.takePendingOutput())
+        pair.server.feedEndOfInput()
+        var received: [UInt8] = []
+        let error = #expect(throws: TLSError.self) { try pair.server.readAvailable(into: &received) }
+        #expect(error?.kind == .truncated)
+        #expect(received == Array("partial".utf8), "data before the cut is still delivered")
+    }
+
+    @Test func endOfInputDuringTheHandshakeIsTruncation() throws {
+        let client = try TLSContext(configuration: pki.clientConfiguration()).makeSession()
+        try client.handshake()
+        _ = client.takePendingOutput()
+        client.feedEndOfInput()
+        let error = #expect(throws: TLSError.self) { try client.handshake() }
+        #expect(error?.kind == .truncated)
+    }
+
+    @Test func garbageFromThePeerIsAProtocolError() throws {
+        let server = try TLSContext(configuration: pki.serverConfiguration()).makeSession()
+        server.feed(Array("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8))
+        let error = #expect(throws: TLSError.self) { try server.handshake() }
+        #expect(error != nil)
+        #expect(error?.kind != .other, "\(String(describing: error))")
+    }
+
+    @Test func tls13OnlyAgainstTLS12OnlyFailsWithAVersionErrorOnBothSides() throws {
+        for (clientPolicy, serverPolicy) in [(TLSConfiguration.ProtocolPolicy.modern, Self.tls12Only), (Self.tls12Only, .modern)] {
+            let pair = try SessionPair(
+                client: pki.clientConfiguration(policy: clientPolicy), server: pki.serverConfiguration(policy: serverPolicy))
+            #expect(!pair.handshake())
+            #expect(pair.serverError?.kind == .protocolVersion, "\(String(describing: pair.serverError))")
+            #expect(pair.clientError?.kind == .protocolVersion, "\(String(describing: pair.clientError))")
+        }
+    }
+
+    @Test func alpnIsAgreed() throws {
+        let pair = try SessionPair(
+            client: pki.clientConfiguration(alpn: ["h2", "http/1.1"]),
+            server: pki.serverConfiguration(alpn: ["http/1.1", "echo"]))
+        #expect(pair.handshake())
+        #expect(pair.client.applicationProtocol == "http/1.1")
+        #expect(pair.server.applicationProtocol == "http/1.1")
+    }
+
+    @Test func alpnWithNoCommonProtocolFails() throws {
+        let pair = try SessionPair(
+            client: pki.clientConfiguration(alpn: ["h2"]), server: pki.serverConfiguration(alpn: ["echo"]))
+        #expect(!pair.handshake())
+        #expect(pair.serverError?.kind == .noApplicationProtocol, "\(String(describing: pair.serverError))")
+        #expect(pair.clientError?.kind == .noApplicationProtocol, "\(String(describing: pair.clientError))")
+    }
+
+    @Test func noALPNOnEitherSideMeansNoProtocol() throws {
+        let pair = try SessionPair(client: pki.clientConfiguration(), server: pki.serverConfiguration())
+        #expect(pair.handshake())
+        #expect(pair.client.applicationProtocol == nil)
+    }
+
+    @Test(arguments: [TLSConfiguration.ProtocolPolicy.intermediate, tls12Only])
+    func resumptionWithATicket(policy: TLSConfiguration.ProtocolPolicy) throws {
+        let clientContext = try TLSContext(configuration: pki.clientConfiguration(policy: policy))
+        let serverContext = try TLSContext(configuration: pki.serverConfiguration(policy: policy))
+        let first = SessionPair(client: try clientContext.makeSession(), server: try serverContext.makeSession())
+        #expect(first.handshake())
+        // TLS 1.3 tickets come after the handshake: carry one message so the client reads them.
+        _ = try first.send(Array("ping".utf8), from: first.server, to: first.client)
+        let data = try #require(first.client.resumptionData)
+        #expect(!first.client.isResumed)
+
+        let second = SessionPair(
+            client: try clientContext.makeSession(serverName: nil, resumptionData: data),
+            server: try serverContext.makeSession())
+        #expect(second.handshake())
+        #expect(second.client.isResumed)
+        #expect(second.server.isResumed)
+    }
+
+    @Test func clientInitiatedRenegotiationIsRefused() throws {
+        let pair = try SessionPair(
+            client: pki.clientConfiguration(policy: Self.tls12Only), server: pki.serverConfiguration(policy: Self.tls12Only))
+        #expect(pair.handshake())
+        #expect(pair.server.negotiatedVersion == .tls12)
+        // The client sends a new ClientHello inside the established session.
+        #expect(pair.client.attemptRenegotiationForTesting().code == -28)  // GNUTLS_E_AGAIN: hello sent
+        pair.server.feed(pair.client.takePendingOutput())
+        var received: [UInt8] = []
+        // GnuTLS 3.7 refuses with alerts and ends the connection; the server never runs a second handshake.
+        let error = #expect(throws: TLSError.self) { try pair.server.readAvailable(into: &received) }
+        #expect(error?.reason.contains("renegotiate") == true, "\(String(describing: error))")
+        #expect(received.isEmpty)
+        #expect(pair.server.hasPendingOutput, "the refusal is sent as an alert")
+        pair.client.feed(pair.server.takePendingOutput())
+        let (code, alert) = pair.client.attemptRenegotiationForTesting()
+        // GnuTLS sends a no_renegotiation warning first, then the fatal alert.
+        #expect(code == -16)  // GNUTLS_E_WARNING_ALERT_RECEIVED
+        #expect(alert == "No renegotiation is allowed")
+    }
+
+    @Test func writingBeforeTheHandshakeIsAnError() throws {
+        let client = try TLSContext(configuration: pki.clientConfiguration()).makeSession()
+        let error = #expect(throws: TLSError.self) { try client.write(Array("early".utf8)) }
+        #expect(error?.kind == .invalidState)
+    }
+}

@@ -1,0 +1,154 @@
+import Foundation
+import GnuTLS
+import Testing
+
+@Suite struct VerificationTests {
+    let pki = TestPKI.shared
+
+    func failure(
+        client: TLSConfiguration, server: TLSConfiguration, serverName: String? = nil
+    ) throws -> (client: TLSError?, server: TLSError?) {
+        let pair = try SessionPair(client: client, server: server, serverName: serverName)
+        #expect(!pair.handshake())
+        return (pair.clientError, pair.serverError)
+    }
+
+    @Test func expiredCertificateIsRefusedWithItsDate() throws {
+        let end = Date().addingTimeInterval(-86400)
+        let expired = try pki.ca.issue(
+            commonName: "localhost", dnsNames: ["localhost"], notValidBefore: end.addingTimeInterval(-86400),
+            notValidAfter: end)
+        let (error, _) = try failure(client: pki.clientConfiguration(), server: pki.serverConfiguration(expired))
+        #expect(error?.kind == .verification)
+        let reasons = error?.verification?.reasons ?? []
+        #expect(reasons.count == 1)
+        guard case .expired(let date) = reasons.first else {
+            Issue.record("expected an expiry, got \(reasons)")
+            return
+        }
+        #expect(abs(date.timeIntervalSince(end)) < 2)
+        #expect(error?.reason.contains("expired on") == true)
+    }
+
+    @Test func notYetValidCertificateIsRefused() throws {
+        let start = Date().addingTimeInterval(86400)
+        let future = try pki.ca.issue(
+            commonName: "localhost", dnsNames: ["localhost"], notValidBefore: start, notValidAfter: start.addingTimeInterval(86400))
+        let (error, _) = try failure(client: pki.clientConfiguration(), server: pki.serverConfiguration(future))
+        guard case .notYetValid(let date) = error?.verification?.reasons.first else {
+            Issue.record("expected not-yet-valid, got \(String(describing: error))")
+            return
+        }
+        #expect(abs(date.timeIntervalSince(start)) < 2)
+    }
+
+    @Test func wrongHostNameIsRefusedNamingBothNames() throws {
+        let (error, serverError) = try failure(
+            client: pki.clientConfiguration(serverName: "wrong.example"), server: pki.serverConfiguration())
+        #expect(error?.verification?.reasons == [.hostnameMismatch])
+        #expect(error?.verification?.checkedName == "wrong.example")
+        #expect(error?.verification?.certificateNames == ["localhost", "127.0.0.1", "::1"])
+        #expect(error?.reason.contains("does not match the requested name 'wrong.example'") == true)
+        #expect(error?.reason.contains("'localhost'") == true)
+        // The client told the server why, with an alert.
+        #expect(serverError?.kind == .alertReceived)
+    }
+
+    @Test(arguments: ["127.0.0.1", "::1"])
+    func ipAddressesAreVerifiedAsIPs(address: String) throws {
+        let pair = try SessionPair(client: pki.clientConfiguration(serverName: address), server: pki.serverConfiguration())
+        #expect(pair.handshake(), "\(String(describing: pair.clientError))")
+        #expect(pair.server.requestedServerName == nil, "an IP address is not sent as SNI")
+        let wrong = try SessionPair(client: pki.clientConfiguration(serverName: "127.0.0.2"), server: pki.serverConfiguration())
+        #expect(!wrong.handshake())
+        #expect(wrong.clientError?.verification?.reasons == [.hostnameMismatch])
+    }
+
+    @Test func unknownCAIsRefused() throws {
+        let stranger = try pki.otherCA.issue(commonName: "localhost", dnsNames: ["localhost"])
+        let (error, _) = try failure(client: pki.clientConfiguration(), server: pki.serverConfiguration(stranger))
+        #expect(error?.verification?.reasons == [.untrustedIssuer])
+        #expect(error?.reason.contains("untrusted or unknown issuer") == true)
+    }
+
+    @Test func selfSignedLeafIsRefused() throws {
+        let selfSigned = try CertificateAuthority.selfSignedLeaf(commonName: "localhost", dnsNames: ["localhost"])
+        let (error, _) = try failure(client: pki.clientConfiguration(), server: pki.serverConfiguration(selfSigned))
+        #expect(error?.verification?.reasons.contains(.selfSigned) == true, "\(String(describing: error))")
+    }
+
+    @Test func chainOnlyAcceptsTheWrongNameButNotAnUnknownCA() throws {
+        let pair = try SessionPair(
+            client: pki.clientConfiguration(serverName: "wrong.example", verification: .chainOnly),
+            server: pki.serverConfiguration())
+        #expect(pair.handshake())
+        let stranger = try pki.otherCA.issue(commonName: "localhost", dnsNames: ["localhost"])
+        let (error, _) = try failure(
+            client: pki.clientConfiguration(verification: .chainOnly), server: pki.serverConfiguration(stranger))
+        #expect(error?.verification?.reasons == [.untrustedIssuer])
+    }
+
+    @Test func noVerificationAcceptsAll() throws {
+        let selfSigned = try CertificateAuthority.selfSignedLeaf(commonName: "elsewhere", dnsNames: ["elsewhere"])
+        let pair = try SessionPair(
+            client: pki.clientConfiguration(serverName: "wrong.example", verification: .insecureNoVerification),
+            server: pki.serverConfiguration(selfSigned))
+        #expect(pair.handshake())
+    }
+
+    @Test func fullVerificationWithoutANameIsAConfigurationError() throws {
+        let context = try TLSContext(configuration: pki.clientConfiguration(serverName: nil))
+        let error = #expect(throws: TLSError.self) { try context.makeSession() }
+        #expect(error?.kind == .configuration)
+    }
+
+    // MARK: - Client authentication
+
+    enum ClientCertificate: String, CaseIterable, Sendable { case good, none, otherCA }
+
+    static let policies: [TLSConfiguration.ClientAuthentication] = [
+        .none, .requestWithoutVerification, .requireAnyWithoutVerification, .verifyIfGiven, .requireAndVerify,
+    ]
+
+    /// Whether each policy accepts each kind of client certificate.
+    static func accepted(_ policy: TLSConfiguration.ClientAuthentication, _ certificate: ClientCertificate) -> Bool {
+        switch (policy, certificate) {
+        case (.none, _), (.requestWithoutVerification, _): return true
+        case (.requireAnyWithoutVerification, .none): return false
+        case (.requireAnyWithoutVerification, _): return true
+        case (.verifyIfGiven, .otherCA): return false
+        case (.verifyIfGiven, _): return true
+        case (.requireAndVerify, .good): return true
+        case (.requireAndVerify, _): return false
+        }
+    }
+
+    @Test(arguments: policies, ClientCertificate.allCases)
+    func clientAuthentication(policy: TLSConfiguration.ClientAuthentication, certificate: ClientCertificate) throws {
+        let identity: CertificateAuthority.Issued? =
+            switch certificate {
+            case .good: pki.client
+            case .none: nil
+            case .otherCA: pki.otherClient
+            }
+        let pair = try SessionPair(
+            client: pki.clientConfiguration(identity: identity),
+            server: pki.serverConfiguration(clientAuthentication: policy))
+        let ok = pair.handshake()
+        #expect(ok == Self.accepted(policy, certificate), "server: \(String(describing: pair.serverError))")
+        if ok {
+            let presented = pair.server.peerCertificates.first
+            switch (policy, certificate) {
+            case (.none, _): #expect(presented == nil)
+            case (_, .good): #expect(presented == pki.client.certificate)
+            default: break
+            }
+        } else if certificate == .none {
+            #expect(pair.serverError?.kind == .certificateRequired, "\(String(describing: pair.serverError))")
+        } else {
+            #expect(
+                pair.serverError?.kind == .verification || pair.serverError?.kind == .certificateRequired,
+                "\(String(describing: pair.serverError))")
+        }
+    }
+}
