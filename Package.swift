@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "NIOGnuTLS", targets: ["NIOGnuTLS"]),
         .executable(name: "tls-server", targets: ["tls-server"]),
         .executable(name: "tls-client", targets: ["tls-client"]),
+        .executable(name: "tls-certs", targets: ["tls-certs"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -30,12 +31,24 @@ let package = Package(
                 "GnuTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+            ]
+        ),
+        // Output and error wording shared by the commands.
+        .target(
+            name: "TLSCommandSupport",
+            dependencies: [
+                "GnuTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .executableTarget(
             name: "tls-server",
             dependencies: [
-                "GnuTLS", "NIOGnuTLS",
+                "GnuTLS", "NIOGnuTLS", "TLSCommandSupport",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -44,11 +57,15 @@ let package = Package(
         .executableTarget(
             name: "tls-client",
             dependencies: [
-                "GnuTLS", "NIOGnuTLS",
+                "GnuTLS", "NIOGnuTLS", "TLSCommandSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        .executableTarget(
+            name: "tls-certs",
+            dependencies: ["GnuTLS", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "GnuTLSTests", dependencies: ["GnuTLS"]),
         .testTarget(

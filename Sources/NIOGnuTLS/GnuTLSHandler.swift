@@ -1,1 +1,439 @@
 import GnuTLS
+import NIOCore
+import NIOTLS
+
+/// What a completed handshake agreed on, announced as a ``GnuTLSEvent/handshakeCompleted(_:)`` user event.
+public struct TLSHandshakeInfo: Sendable, Equatable {
+    /// The protocol version in use.
+    public var version: TLSVersion?
+    /// The cipher suite in use, for example `TLS_AES_128_GCM_SHA256`.
+    public var cipherSuite: String?
+    /// The key-exchange group, for example `X25519`.
+    public var group: String?
+    /// The ALPN protocol agreed on, if any.
+    public var applicationProtocol: String?
+    /// Whether an earlier session was resumed.
+    public var isResumed: Bool
+    /// The peer's certificate chain, leaf first (empty when the peer sent none).
+    public var peerCertificates: [Certificate]
+    /// The SNI name the client asked for (servers).
+    public var requestedServerName: String?
+
+    init(_ session: TLSSession) {
+        version = session.negotiatedVersion
+        cipherSuite = session.cipherSuite
+        group = session.keyExchangeGroup
+        applicationProtocol = session.applicationProtocol
+        isResumed = session.isResumed
+        peerCertificates = session.peerCertificates
+        requestedServerName = session.requestedServerName
+    }
+}
+
+/// User events fired by ``GnuTLSHandler``. NIO's own `TLSUserEvent` is fired as well, so handlers written
+/// for swift-nio-ssl (for example `ApplicationProtocolNegotiationHandler`) work unchanged.
+public enum GnuTLSEvent: Sendable, Equatable {
+    /// The handshake completed.
+    case handshakeCompleted(TLSHandshakeInfo)
+    /// The peer sent close_notify: it will send nothing more. Fired only with `allowHalfClosure`; otherwise the
+    /// handler answers with its own close_notify and closes the channel.
+    case peerClosedOutput
+}
+
+/// A SwiftNIO channel handler that runs one ``TLSSession`` over a channel.
+///
+/// Ciphertext read from the channel goes into the session and plaintext comes up the pipeline; plaintext
+/// written goes into the session and leaves as records, one channel write per flush. `close` sends close_notify
+/// and waits a bounded time for the peer's. A transport that ends without close_notify is reported as a
+/// ``TLSError`` of kind ``TLSError/Kind/truncated`` through `errorCaught`, never as a clean close.
+///
+/// The same role as swift-nio-ssl's `NIOSSLHandler`: put it first in the pipeline of a client or server channel.
+public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+    public typealias OutboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    private enum State {
+        /// Waiting for the channel to become active.
+        case idle
+        case handshaking
+        case active
+        /// Our close_notify is sent; waiting for the peer's, the transport's end, or the timer.
+        case closing
+        /// The peer's close_notify arrived and half-closure is allowed: we may still write.
+        case inputClosed
+        case closed
+    }
+
+    /// The session this handler drives. Read its negotiated properties after the handshake.
+    public let session: TLSSession
+    private let handshakeTimeout: TimeAmount
+    private let shutdownTimeout: TimeAmount
+    private let allowHalfClosure: Bool
+
+    private var state: State = .idle
+    private var pendingWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
+    private var handshakeTimer: Scheduled<Void>?
+    private var shutdownTimer: Scheduled<Void>?
+    private var closePromise: EventLoopPromise<Void>?
+    private var handshakePromise: EventLoopPromise<TLSHandshakeInfo>?
+    private var scratch: ByteBuffer?
+
+    /// A future that completes when the handshake does (and fails with its error). Valid once the handler
+    /// has been added to a pipeline.
+    public var handshakeFuture: EventLoopFuture<TLSHandshakeInfo>? { handshakePromise?.futureResult }
+
+    /// Creates a handler for one connection.
+    ///
+    /// - Parameters:
+    ///   - context: the shared TLS context.
+    ///   - serverName: for clients, the SNI name and the name verified; overrides the configuration's.
+    ///   - handshakeTimeout: how long the handshake may take before the connection is closed.
+    ///   - shutdownTimeout: how long `close` waits for the peer's close_notify.
+    ///   - allowHalfClosure: fire ``GnuTLSEvent/peerClosedOutput`` on the peer's close_notify and keep the
+    ///     channel open for writing, instead of closing at once.
+    public init(
+        context: TLSContext, serverName: String? = nil, handshakeTimeout: TimeAmount = .seconds(10),
+        shutdownTimeout: TimeAmount = .seconds(3), allowHalfClosure: Bool = false
+    ) throws {
+        self.session = try context.makeSession(serverName: serverName)
+        self.handshakeTimeout = handshakeTimeout
+        self.shutdownTimeout = shutdownTimeout
+        self.allowHalfClosure = allowHalfClosure
+    }
+
+    /// Creates a handler around a session made by the caller (for example one resuming an earlier session).
+    public init(
+        session: TLSSession, handshakeTimeout: TimeAmount = .seconds(10), shutdownTimeout: TimeAmount = .seconds(3),
+        allowHalfClosure: Bool = false
+    ) {
+        self.session = session
+        self.handshakeTimeout = handshakeTimeout
+        self.shutdownTimeout = shutdownTimeout
+        self.allowHalfClosure = allowHalfClosure
+    }
+
+    // MARK: - Lifecycle
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        handshakePromise = context.eventLoop.makePromise(of: TLSHandshakeInfo.self)
+        scratch = context.channel.allocator.buffer(capacity: 16 * 1024)
+        if context.channel.isActive { startHandshake(context: context) }
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        handshakeTimer?.cancel()
+        shutdownTimer?.cancel()
+        let error = ChannelError.ioOnClosedChannel
+        handshakePromise?.fail(error)
+        failPendingWrites(error)
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        startHandshake(context: context)
+        context.fireChannelActive()
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        switch state {
+        case .handshaking, .active:
+            // The transport ended without close_notify.
+            session.feedEndOfInput()
+            processInput(context: context)
+        case .idle, .closing, .inputClosed, .closed:
+            break
+        }
+        if case .closed = state {} else { state = .closed }
+        handshakeTimer?.cancel()
+        shutdownTimer?.cancel()
+        handshakePromise?.fail(ChannelError.ioOnClosedChannel)
+        failPendingWrites(ChannelError.ioOnClosedChannel)
+        closePromise?.succeed(())
+        closePromise = nil
+        context.fireChannelInactive()
+    }
+
+    private func startHandshake(context: ChannelHandlerContext) {
+        guard case .idle = state else { return }
+        state = .handshaking
+        let timeout = handshakeTimeout
+        handshakeTimer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: timeout) {
+            [unowned self] in
+            guard case .handshaking = self.state else { return }
+            let seconds = Double(timeout.nanoseconds) / 1e9
+            self.fail(
+                TLSError(kind: .other, reason: "the handshake did not complete within \(seconds) s"),
+                context: context)
+        }
+        advanceHandshake(context: context)
+    }
+
+    // MARK: - Inbound
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        switch state {
+        case .closed:
+            return
+        case .idle, .handshaking, .active, .closing, .inputClosed:
+            buffer.withUnsafeReadableBytes { session.feed($0) }
+            processInput(context: context)
+        }
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            // The transport's read side ended (half-closure enabled on the socket).
+            switch state {
+            case .handshaking, .active, .closing:
+                session.feedEndOfInput()
+                processInput(context: context)
+            default:
+                break
+            }
+            if case .closing = state { finishClose(context: context) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Moves the session forward with whatever input is buffered.
+    private func processInput(context: ChannelHandlerContext) {
+        if case .handshaking = state { advanceHandshake(context: context) }
+        switch state {
+        case .active, .closing, .inputClosed: readPlaintext(context: context)
+        default: break
+        }
+        flushSessionOutput(context: context)
+    }
+
+    private func advanceHandshake(context: ChannelHandlerContext) {
+        do {
+            let status = try session.handshake()
+            flushSessionOutput(context: context)
+            guard status == .complete else { return }
+            state = .active
+            handshakeTimer?.cancel()
+            handshakeTimer = nil
+            let info = TLSHandshakeInfo(session)
+            context.fireUserInboundEventTriggered(GnuTLSEvent.handshakeCompleted(info))
+            context.fireUserInboundEventTriggered(
+                TLSUserEvent.handshakeCompleted(negotiatedProtocol: info.applicationProtocol))
+            handshakePromise?.succeed(info)
+            flushPendingWrites(context: context)
+        } catch {
+            fail(error, context: context)
+        }
+    }
+
+    /// Decrypts everything buffered and passes it up, one buffer per read.
+    private func readPlaintext(context: ChannelHandlerContext) {
+        var delivered = false
+        while true {
+            var buffer = scratch ?? context.channel.allocator.buffer(capacity: 16 * 1024)
+            scratch = nil
+            buffer.clear()
+            var outcome = TLSSession.ReadResult.needsInput
+            do {
+                _ = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 * 1024) {
+                    (raw) throws(TLSError) -> Int in
+                    outcome = try session.read(into: raw)
+                    if case .bytes(let n) = outcome { return n }
+                    return 0
+                }
+            } catch {
+                if delivered { context.fireChannelReadComplete() }
+                fail(error, context: context)
+                return
+            }
+            if case .bytes = outcome {
+                context.fireChannelRead(wrapInboundOut(buffer))
+                delivered = true
+                continue
+            }
+            scratch = buffer
+            if delivered { context.fireChannelReadComplete() }
+            if outcome == .closed { peerClosed(context: context) }
+            return
+        }
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        // Read completion is announced by readPlaintext when plaintext was delivered.
+        flushSessionOutput(context: context)
+    }
+
+    /// The peer's close_notify arrived.
+    private func peerClosed(context: ChannelHandlerContext) {
+        switch state {
+        case .closing:
+            finishClose(context: context)
+        case .active where allowHalfClosure:
+            state = .inputClosed
+            context.fireUserInboundEventTriggered(GnuTLSEvent.peerClosedOutput)
+        case .active, .inputClosed:
+            // Answer with our own close_notify and close.
+            try? session.close()
+            flushSessionOutput(context: context)
+            state = .closed
+            context.close(promise: nil)
+        default:
+            break
+        }
+    }
+
+    // MARK: - Outbound
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let buffer = unwrapOutboundIn(data)
+        switch state {
+        case .idle, .handshaking, .active, .inputClosed:
+            pendingWrites.append((buffer, promise))
+        case .closing, .closed:
+            promise?.fail(ChannelError.outputClosed)
+        }
+    }
+
+    public func flush(context: ChannelHandlerContext) {
+        switch state {
+        case .active, .inputClosed: flushPendingWrites(context: context)
+        default: break
+        }
+    }
+
+    /// Encrypts the pending writes into records and sends them as one channel write.
+    private func flushPendingWrites(context: ChannelHandlerContext) {
+        guard !pendingWrites.isEmpty else { return }
+        let writes = pendingWrites
+        pendingWrites.removeAll(keepingCapacity: true)
+        var promises: [EventLoopPromise<Void>] = []
+        do {
+            if writes.count > 1 { session.cork() }
+            for (buffer, promise) in writes {
+                try buffer.withUnsafeReadableBytes { (raw) throws(TLSError) in try session.write(raw) }
+                if let promise { promises.append(promise) }
+            }
+            if writes.count > 1 { try session.uncork() }
+        } catch {
+            for promise in promises { promise.fail(error) }
+            for (_, promise) in writes.dropFirst(promises.count) { promise?.fail(error) }
+            fail(error, context: context)
+            return
+        }
+        let combined: EventLoopPromise<Void>?
+        switch promises.count {
+        case 0: combined = nil
+        case 1: combined = promises[0]
+        default:
+            let promise = context.eventLoop.makePromise(of: Void.self)
+            for other in promises { promise.futureResult.cascade(to: other) }
+            combined = promise
+        }
+        flushSessionOutput(context: context, promise: combined)
+    }
+
+    /// Sends what the session produced, as one buffer.
+    private func flushSessionOutput(context: ChannelHandlerContext, promise: EventLoopPromise<Void>? = nil) {
+        guard session.hasPendingOutput else {
+            promise?.succeed(())
+            return
+        }
+        let buffer = session.withPendingOutput { raw -> ByteBuffer in
+            var buffer = context.channel.allocator.buffer(capacity: raw.count)
+            buffer.writeBytes(raw)
+            return buffer
+        }
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
+    }
+
+    public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        switch state {
+        case .active, .inputClosed:
+            guard mode == .all || mode == .output else {
+                context.close(mode: mode, promise: promise)
+                return
+            }
+            flushPendingWrites(context: context)
+            let peerAlreadyClosed: Bool
+            if case .inputClosed = state { peerAlreadyClosed = true } else { peerAlreadyClosed = false }
+            state = .closing
+            closePromise = promise
+            do {
+                try session.close()
+            } catch {
+                flushSessionOutput(context: context)
+                finishClose(context: context)
+                return
+            }
+            flushSessionOutput(context: context)
+            if peerAlreadyClosed {
+                finishClose(context: context)
+                return
+            }
+            if mode == .output {
+                // Half-close: our side is done; reading goes on until the peer's close_notify or EOF.
+                closePromise = nil
+                promise?.succeed(())
+                return
+            }
+            scheduleShutdownTimer(context: context)
+        case .closing:
+            // Already closing: complete this promise with the first close.
+            if let promise {
+                if let closePromise { closePromise.futureResult.cascade(to: promise) } else { closePromise = promise }
+            }
+            if mode == .all && shutdownTimer == nil {
+                // After a half-close, a full close waits only a bounded time for the peer.
+                scheduleShutdownTimer(context: context)
+            }
+        case .idle, .handshaking, .closed:
+            state = .closed
+            handshakeTimer?.cancel()
+            context.close(mode: mode, promise: promise)
+        }
+    }
+
+    private func scheduleShutdownTimer(context: ChannelHandlerContext) {
+        shutdownTimer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: shutdownTimeout) {
+            [unowned self] in
+            self.finishClose(context: context)
+        }
+    }
+
+    private func finishClose(context: ChannelHandlerContext) {
+        guard case .closing = state else { return }
+        state = .closed
+        shutdownTimer?.cancel()
+        shutdownTimer = nil
+        let promise = closePromise
+        closePromise = nil
+        context.close(mode: .all, promise: promise)
+    }
+
+    // MARK: - Errors
+
+    /// A fatal error: send the alert the session queued, report the error, close.
+    private func fail(_ error: Error, context: ChannelHandlerContext) {
+        if case .closed = state { return }
+        state = .closed
+        handshakeTimer?.cancel()
+        shutdownTimer?.cancel()
+        flushSessionOutput(context: context)
+        handshakePromise?.fail(error)
+        failPendingWrites(error)
+        context.fireErrorCaught(error)
+        let promise = closePromise
+        closePromise = nil
+        context.close(promise: promise)
+    }
+
+    private func failPendingWrites(_ error: Error) {
+        let writes = pendingWrites
+        pendingWrites.removeAll()
+        for (_, promise) in writes { promise?.fail(error) }
+    }
+}
+
+@available(*, unavailable)
+extension GnuTLSHandler: Sendable {}

@@ -1,0 +1,219 @@
+import GnuTLS
+import NIOCore
+import NIOPosix
+
+/// A TLS connection for people who would rather not write channel handlers: `write` and `read` with async/await.
+///
+/// The connection lives inside a scope: ``connect(host:port:context:serverName:group:connectTimeout:_:)`` or
+/// ``TLSListener/listen(host:port:context:handshakeTimeout:group:onListening:onFailure:_:)`` hand it to your
+/// closure once the handshake has completed, and close it (with close_notify) when the closure returns.
+/// Use it from one task at a time.
+///
+/// ```swift
+/// let context = try TLSContext(configuration: .client(serverName: "localhost", trustRoots: .file("certs/ca.crt")))
+/// let reply = try await TLSConnection.connect(host: "localhost", port: 4443, context: context) { connection in
+///     try await connection.write(Array("Hello from client!".utf8))
+///     return try await connection.readAll()
+/// }
+/// ```
+public final class TLSConnection {
+    /// What the handshake agreed on.
+    public let info: TLSHandshakeInfo
+    /// The peer's address.
+    public let remoteAddress: SocketAddress?
+
+    private let channel: any Channel
+    private var inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
+    private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    private var finished = false
+
+    init(
+        channel: any Channel, inbound: NIOAsyncChannelInboundStream<ByteBuffer>,
+        outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, info: TLSHandshakeInfo
+    ) {
+        self.channel = channel
+        self.info = info
+        self.remoteAddress = channel.remoteAddress
+        self.inbound = inbound.makeAsyncIterator()
+        self.outbound = outbound
+    }
+
+    /// Connects to a TLS server and completes the handshake.
+    ///
+    /// - Parameters:
+    ///   - host: a host name or IP address.
+    ///   - port: the TCP port.
+    ///   - context: a client context.
+    ///   - serverName: the name sent as SNI and verified; by default `host` (an IP address is verified as an IP).
+    ///   - group: the event loops to run on.
+    ///   - connectTimeout: how long the TCP connect may take.
+    /// - Throws: a `TLSError` when the handshake or verification fails, or NIO's error when the connection
+    ///   cannot be made.
+    public static func connect<Result>(
+        host: String, port: Int, context: TLSContext, serverName: String? = nil,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, connectTimeout: TimeAmount = .seconds(10),
+        _ body: (TLSConnection) async throws -> Result
+    ) async throws -> Result {
+        let name = serverName ?? context.configuration.serverName ?? host
+        let (channel, handshake) = try await ClientBootstrap(group: group)
+            .connectTimeout(connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connect(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try Self.wrap(channel, handler: GnuTLSHandler(context: context, serverName: name))
+                }
+            }
+        return try await run(channel, handshake: handshake, body)
+    }
+
+    /// Waits for the handshake, hands the connection to `body`, and closes it afterwards.
+    static func run<Result>(
+        _ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, handshake: EventLoopFuture<TLSHandshakeInfo>,
+        _ body: (TLSConnection) async throws -> Result
+    ) async throws -> Result {
+        let info: TLSHandshakeInfo
+        do {
+            info = try await handshake.get()
+        } catch {
+            try? await channel.channel.close()
+            throw error
+        }
+        return try await channel.executeThenClose { inbound, outbound in
+            try await body(TLSConnection(channel: channel.channel, inbound: inbound, outbound: outbound, info: info))
+        }
+    }
+
+    /// Adds `handler` to the channel and wraps the channel for async use. Runs on the channel's event loop.
+    static func wrap(
+        _ channel: any Channel, handler: GnuTLSHandler
+    ) throws -> (NIOAsyncChannel<ByteBuffer, ByteBuffer>, EventLoopFuture<TLSHandshakeInfo>) {
+        try channel.pipeline.syncOperations.addHandler(handler)
+        guard let handshake = handler.handshakeFuture else {
+            throw TLSError(kind: .invalidState, reason: "the TLS handler was not added to the pipeline")
+        }
+        let async = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+        return (async, handshake)
+    }
+
+    /// Sends bytes to the peer.
+    public func write(_ bytes: some Sequence<UInt8>) async throws {
+        try await writer.write(bytes)
+    }
+
+    /// Sends a buffer to the peer.
+    public func write(_ buffer: ByteBuffer) async throws {
+        try await writer.write(buffer)
+    }
+
+    /// The sending half, which another task may use while this one reads.
+    public var writer: Writer { Writer(channel: channel, outbound: outbound) }
+
+    /// The sending half of a connection. It is `Sendable`: one task can write while another reads.
+    public struct Writer: Sendable {
+        let channel: any Channel
+        let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+
+        /// Sends bytes to the peer.
+        public func write(_ bytes: some Sequence<UInt8>) async throws {
+            var buffer = channel.allocator.buffer(capacity: bytes.underestimatedCount)
+            buffer.writeBytes(bytes)
+            try await outbound.write(buffer)
+        }
+
+        /// Sends a buffer to the peer.
+        public func write(_ buffer: ByteBuffer) async throws {
+            try await outbound.write(buffer)
+        }
+
+        /// Stops sending: close_notify goes out, and the peer may still send until it closes too.
+        public func closeOutput() async throws {
+            try await channel.close(mode: .output)
+        }
+    }
+
+    /// The next bytes from the peer, or nil once the peer has closed the connection with close_notify.
+    ///
+    /// - Throws: a `TLSError` of kind `truncated` when the connection ended without close_notify, or any other
+    ///   error the connection met.
+    public func read() async throws -> ByteBuffer? {
+        guard !finished else { return nil }
+        if let buffer = try await inbound.next() { return buffer }
+        finished = true
+        return nil
+    }
+
+    /// Reads until the peer closes, up to `limit` bytes.
+    ///
+    /// - Throws: a `TLSError` of kind `truncated` if the connection ended without close_notify, or an error
+    ///   if more than `limit` bytes arrive.
+    public func readAll(limit: Int = 16 * 1024 * 1024) async throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        while let buffer = try await read() {
+            guard bytes.count + buffer.readableBytes <= limit else {
+                throw TLSError(kind: .other, reason: "the peer sent more than \(limit) bytes")
+            }
+            bytes.append(contentsOf: buffer.readableBytesView)
+        }
+        return bytes
+    }
+
+    /// Stops sending: close_notify is sent, and ``read()`` goes on until the peer closes too.
+    public func closeOutput() async throws {
+        try await writer.closeOutput()
+    }
+}
+
+/// Serves TLS connections with async/await: each connection runs in its own child task.
+///
+/// ```swift
+/// try await TLSListener.listen(host: "localhost", port: 4443, context: serverContext) { connection in
+///     while let chunk = try await connection.read() { try await connection.write(chunk) }
+/// }
+/// ```
+public enum TLSListener {
+    /// Listens until the surrounding task is cancelled or the listening socket fails.
+    ///
+    /// - Parameters:
+    ///   - host: the address to bind.
+    ///   - port: the TCP port; 0 for any free port (``onListening`` receives the real one).
+    ///   - context: a server context.
+    ///   - handshakeTimeout: how long a client may take to complete the handshake.
+    ///   - group: the event loops to run on.
+    ///   - onListening: called once with the bound address.
+    ///   - onFailure: called for each connection that fails (handshake or body), with the peer's address;
+    ///     serving goes on.
+    ///   - handler: serves one connection; it is closed with close_notify when the closure returns.
+    public static func listen(
+        host: String, port: Int, context: TLSContext, handshakeTimeout: TimeAmount = .seconds(10),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        onListening: @Sendable (SocketAddress?) -> Void = { _ in },
+        onFailure: @escaping @Sendable (any Error, SocketAddress?) -> Void = { _, _ in },
+        _ handler: @escaping @Sendable (TLSConnection) async throws -> Void
+    ) async throws {
+        typealias Accepted = (NIOAsyncChannel<ByteBuffer, ByteBuffer>, EventLoopFuture<TLSHandshakeInfo>)
+        let server: NIOAsyncChannel<Accepted, Never> = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try TLSConnection.wrap(
+                        channel, handler: GnuTLSHandler(context: context, handshakeTimeout: handshakeTimeout))
+                }
+            }
+        onListening(server.channel.localAddress)
+        try await server.executeThenClose { inbound in
+            try await withThrowingDiscardingTaskGroup { group in
+                for try await (channel, handshake) in inbound {
+                    group.addTask {
+                        let peer = channel.channel.remoteAddress
+                        do {
+                            try await TLSConnection.run(channel, handshake: handshake, handler)
+                        } catch {
+                            onFailure(error, peer)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

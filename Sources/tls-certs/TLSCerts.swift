@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import GnuTLS
+
+/// Makes development certificates without openssl or certtool: a CA, and leaves it signs.
+@main
+struct TLSCerts: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tls-certs",
+        abstract: "Make development certificates (testing only): a CA and the certificates it signs.",
+        subcommands: [MakeCA.self, Issue.self])
+}
+
+extension TLSCerts {
+    struct MakeCA: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "ca", abstract: "Create a self-signed CA: PREFIX.crt and PREFIX.key (mode 0600).")
+
+        @Option(help: "Path prefix of the files to write.") var out: String
+        @Option(help: "The CA's common name.") var cn = "swift-gnutls development CA"
+        @Option(help: "Days of validity.") var days = 3650
+
+        func run() throws {
+            do {
+                let ca = try CertificateAuthority.generate(
+                    commonName: cn, notValidAfter: Date().addingTimeInterval(Double(days) * 86400))
+                try ca.privateKey.write(toFile: out + ".key")
+                try Certificate.writePEM([ca.certificate], toFile: out + ".crt")
+                print("wrote \(out).crt and \(out).key")
+            } catch let error as TLSError {
+                throw ValidationError(error.description)
+            }
+        }
+    }
+
+    struct Issue: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "issue",
+            abstract: "Issue a leaf certificate: PREFIX.crt (leaf, then the CA) and PREFIX.key (mode 0600).")
+
+        @Option(help: "Path prefix of the CA's .crt and .key.") var ca: String
+        @Option(help: "Path prefix of the files to write.") var out: String
+        @Option(help: "The subject's common name.") var cn: String
+        @Option(help: "A DNS name (repeatable).") var dns: [String] = []
+        @Option(help: "An IP address (repeatable).") var ip: [String] = []
+        @Flag(help: "A client certificate instead of a server one.") var client = false
+        @Flag(help: "Already expired (for testing refusals).") var expired = false
+        @Flag(help: "Not valid until tomorrow (for testing refusals).") var notYetValid = false
+        @Flag(help: "An RSA-2048 key instead of ECDSA P-256.") var rsa = false
+        @Option(help: "Days of validity.") var days = 365
+
+        func run() throws {
+            do {
+                let authority = CertificateAuthority(
+                    certificate: try Certificate.load(file: ca + ".crt")[0],
+                    privateKey: try PrivateKey(file: ca + ".key"))
+                let now = Date()
+                var start = now.addingTimeInterval(-3600)
+                var end = now.addingTimeInterval(Double(days) * 86400)
+                if expired {
+                    start = now.addingTimeInterval(-30 * 86400)
+                    end = now.addingTimeInterval(-86400)
+                } else if notYetValid {
+                    start = now.addingTimeInterval(86400)
+                    end = now.addingTimeInterval(Double(days) * 86400)
+                }
+                let issued = try authority.issue(
+                    commonName: cn, dnsNames: dns, ipAddresses: ip, usage: client ? .client : .server,
+                    notValidBefore: start, notValidAfter: end, keyAlgorithm: rsa ? .rsa(bits: 2048) : .ecdsaP256)
+                try issued.privateKey.write(toFile: out + ".key")
+                try Certificate.writePEM(issued.chain, toFile: out + ".crt")
+                print("wrote \(out).crt and \(out).key")
+            } catch let error as TLSError {
+                throw ValidationError(error.description)
+            }
+        }
+    }
+}

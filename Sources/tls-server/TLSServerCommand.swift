@@ -1,0 +1,165 @@
+import ArgumentParser
+import Foundation
+import GnuTLS
+import NIOCore
+import NIOGnuTLS
+import NIOPosix
+import NIOConcurrencyHelpers
+import TLSCommandSupport
+
+/// tls-server: accepts TLS connections, prints each client's message and sends it back (the skeleton's protocol).
+@main
+struct TLSServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tls-server",
+        abstract: "A TLS echo server on the system's GnuTLS.",
+        discussion: """
+            Each connection: prints 'Connection from ADDR', reads the client's message, prints 'Received: MESSAGE', \
+            sends the same bytes back, sends close_notify and closes. With --stream it echoes everything until the \
+            client closes. On first run, with the default --cert/--key and no files there, it creates a development \
+            CA and server certificate under certs/ (testing only).
+            """)
+
+    static let defaultCertificate = "certs/server.crt"
+    static let defaultKey = "certs/server.key"
+
+    @Option(help: "Address to listen on; 'localhost' listens on 127.0.0.1 and ::1.") var host = "localhost"
+    @Option(help: "TCP port; 0 picks any free port.") var port = 4443
+    @Option(help: "PEM certificate chain, leaf first.") var cert = TLSServerCommand.defaultCertificate
+    @Option(help: "PEM private key.") var key = TLSServerCommand.defaultKey
+    @Option(help: "PEM trust anchors for client certificates.") var cafile: String?
+    @Option(help: "Client-certificate policy: none, optional (verified if sent) or required.")
+    var verifyClient: ClientPolicy = .none
+    @Option(help: "GnuTLS priority string (default: TLS 1.3 and 1.2, forward-secret AEAD suites only).")
+    var priority: String?
+    @Option(help: "Comma-separated ALPN protocols.") var alpn: String?
+    @Flag(help: "Echo every message until the client closes (default: one message, as the skeleton).")
+    var stream = false
+    @Flag(help: "No per-connection lines (benchmarks).") var quiet = false
+    @Option(help: "Event-loop threads (default: one per core).") var threads: Int?
+    @Option(help: "Most connections open at once; more are refused with a log line.") var maxConnections = 10_000
+    @Option(help: "Seconds a connection may stay idle before it is closed.") var idleTimeout = 30
+    @Option(help: "Seconds a client has to complete the handshake.") var handshakeTimeout = 10
+
+    enum ClientPolicy: String, ExpressibleByArgument, CaseIterable {
+        case none, optional, required
+    }
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535, not \(port)") }
+        if verifyClient != .none && cafile == nil {
+            throw ValidationError("--verify-client \(verifyClient.rawValue) needs --cafile with the CAs to trust")
+        }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
+        guard idleTimeout >= 1, handshakeTimeout >= 1 else { throw ValidationError("timeouts must be at least 1 s") }
+    }
+
+    func run() async throws {
+        let output = ConsoleOutput()
+        let context: TLSContext
+        do {
+            try makeDevelopmentCertificatesIfNeeded(output)
+            context = try TLSContext(configuration: configuration())
+        } catch let error as TLSError {
+            output.error("Error: \(error.reason)")
+            throw ExitCode.failure
+        }
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads ?? System.coreCount)
+        let server = EchoServer(
+            context: context, group: group, output: output, stream: stream, quiet: quiet,
+            maxConnections: maxConnections, idleTimeout: .seconds(Int64(idleTimeout)),
+            handshakeTimeout: .seconds(Int64(handshakeTimeout)))
+        do {
+            let boundPort = try await server.listen(host: host, port: port)
+            output.line("tls-server: listening on \(host):\(boundPort)")
+        } catch {
+            output.error("Error: cannot listen on \(host):\(port): \(describe(error))")
+            try? await group.shutdownGracefully()
+            throw ExitCode.failure
+        }
+
+        await waitForTerminationSignal()
+        output.line("tls-server: shutting down")
+        await server.shutdown(deadline: .seconds(3))
+        try? await group.shutdownGracefully()
+    }
+
+    /// The library configuration these options describe.
+    func configuration() throws -> TLSConfiguration {
+        let clientAuthentication: TLSConfiguration.ClientAuthentication
+        switch verifyClient {
+        case .none: clientAuthentication = .none
+        case .optional: clientAuthentication = .verifyIfGiven
+        case .required: clientAuthentication = .requireAndVerify
+        }
+        return .server(
+            identity: .files(certificateChain: cert, privateKey: key),
+            clientAuthentication: clientAuthentication,
+            trustRoots: cafile.map { .file($0) } ?? .system,
+            policy: priority.map { .custom($0) } ?? .intermediate,
+            applicationProtocols: alpn.map { $0.split(separator: ",").map(String.init) } ?? [])
+    }
+
+    /// First run: with the default --cert/--key and neither file present, create a development CA and a server
+    /// certificate for localhost, 127.0.0.1 and ::1 under certs/.
+    func makeDevelopmentCertificatesIfNeeded(_ output: ConsoleOutput) throws {
+        guard cert == Self.defaultCertificate && key == Self.defaultKey else { return }
+        let manager = FileManager.default
+        let haveCertificate = manager.fileExists(atPath: cert)
+        let haveKey = manager.fileExists(atPath: key)
+        if haveCertificate && haveKey { return }
+        if haveCertificate != haveKey {
+            throw TLSError(
+                kind: .configuration,
+                reason: "'\(haveCertificate ? key : cert)' is missing while '\(haveCertificate ? cert : key)' exists; "
+                    + "remove the other one to have development certificates made anew")
+        }
+        let folder = (cert as NSString).deletingLastPathComponent
+        do {
+            try manager.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        } catch {
+            throw TLSError(kind: .configuration, reason: "cannot create '\(folder)': \(error.localizedDescription)")
+        }
+        let ca = try CertificateAuthority.generate()
+        let issued = try ca.issue(commonName: "localhost", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1", "::1"])
+        try ca.privateKey.write(toFile: folder + "/ca.key")
+        try Certificate.writePEM([ca.certificate], toFile: folder + "/ca.crt")
+        try issued.privateKey.write(toFile: key)
+        try Certificate.writePEM(issued.chain, toFile: cert)
+        output.line("tls-server: created a development CA and a certificate for localhost, 127.0.0.1 and ::1 in \(folder)/ (testing only)")
+        output.line("tls-server: clients trust it with: tls-client --cafile \(folder)/ca.crt")
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+func waitForTerminationSignal() async {
+    signal(SIGINT, SIG_IGN)
+    signal(SIGTERM, SIG_IGN)
+    signal(SIGPIPE, SIG_IGN)
+    let queue = DispatchQueue(label: "signals")
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let resumed = NIOLockedValueBox(false)
+        var sources: [DispatchSourceSignal] = []
+        for number in [SIGINT, SIGTERM] {
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler {
+                let first = resumed.withLockedValue { done -> Bool in
+                    defer { done = true }
+                    return !done
+                }
+                if first { continuation.resume() }
+            }
+            source.resume()
+            sources.append(source)
+        }
+        SignalSources.keep(sources)
+    }
+}
+
+/// Keeps signal sources alive for the life of the process.
+enum SignalSources {
+    nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
+    static func keep(_ new: [DispatchSourceSignal]) { sources.append(contentsOf: new) }
+}
