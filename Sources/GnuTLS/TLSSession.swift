@@ -18,9 +18,11 @@ public final class TLSSession {
         case handshaking
         /// Application data flows both ways.
         case established
-        /// This side sent close_notify.
+        /// This side sent close_notify; the peer may still send.
         case closedForWriting
-        /// The peer's close_notify arrived (and possibly ours was sent): the stream ended cleanly.
+        /// The peer's close_notify arrived; this side may still send (TLS half-closure).
+        case closedForReading
+        /// Both sides sent close_notify: the stream ended cleanly.
         case closed
         /// A fatal error ended the session; every call now throws it.
         case failed(TLSError)
@@ -302,7 +304,7 @@ public final class TLSSession {
     /// Whether the handshake has finished successfully.
     public var isHandshakeComplete: Bool {
         switch state {
-        case .established, .closedForWriting, .closed: return true
+        case .established, .closedForWriting, .closedForReading, .closed: return true
         default: return false
         }
     }
@@ -317,7 +319,7 @@ public final class TLSSession {
         switch state {
         case .handshaking: throw TLSError.invalidState("cannot read before the handshake has completed")
         case .failed(let error): throw error
-        case .closed: return .closed
+        case .closed, .closedForReading: return .closed
         case .established, .closedForWriting: break
         }
         guard let base = buffer.baseAddress, buffer.count > 0 else { return .bytes(0) }
@@ -327,7 +329,7 @@ public final class TLSSession {
             let n = gnutls_record_recv(session, base, buffer.count)
             if n > 0 { return .bytes(n) }
             if n == 0 {
-                state = .closed
+                state = state == .closedForWriting ? .closed : .closedForReading
                 return .closed
             }
             let rc = Int32(n)
@@ -381,7 +383,7 @@ public final class TLSSession {
         case .handshaking: throw TLSError.invalidState("cannot write before the handshake has completed")
         case .closedForWriting, .closed: throw TLSError.invalidState("cannot write after close_notify was sent")
         case .failed(let error): throw error
-        case .established: break
+        case .established, .closedForReading: break
         }
         guard let base = bytes.baseAddress else { return }
         var offset = 0
@@ -434,7 +436,7 @@ public final class TLSSession {
         switch state {
         case .failed(let error): throw error
         case .handshaking: return
-        case .established, .closedForWriting, .closed: break
+        case .established, .closedForWriting, .closedForReading, .closed: break
         }
         guard !closeNotifySent else { return }
         let rc = gnutls_bye(session, GNUTLS_SHUT_WR)
@@ -442,7 +444,11 @@ public final class TLSSession {
             throw fail(rc, context: "cannot send close_notify")
         }
         closeNotifySent = true
-        if case .established = state { state = .closedForWriting }
+        switch state {
+        case .established: state = .closedForWriting
+        case .closedForReading: state = .closed
+        default: break
+        }
     }
 
     private var closeNotifySent = false

@@ -35,8 +35,8 @@ public struct TLSHandshakeInfo: Sendable, Equatable {
 public enum GnuTLSEvent: Sendable, Equatable {
     /// The handshake completed.
     case handshakeCompleted(TLSHandshakeInfo)
-    /// The peer sent close_notify: it will send nothing more. Fired only with `allowHalfClosure`; otherwise the
-    /// handler answers with its own close_notify and closes the channel.
+    /// The peer sent close_notify: it will send nothing more. Fired only with `allowHalfClosure` (followed by
+    /// NIO's `ChannelEvent.inputClosed`); otherwise the handler answers with its own close_notify and closes.
     case peerClosedOutput
 }
 
@@ -272,6 +272,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         case .active where allowHalfClosure:
             state = .inputClosed
             context.fireUserInboundEventTriggered(GnuTLSEvent.peerClosedOutput)
+            // NIO's own half-closure event, so that NIOAsyncChannel ends its inbound stream.
+            context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
         case .active, .inputClosed:
             // Answer with our own close_notify and close.
             try? session.close()

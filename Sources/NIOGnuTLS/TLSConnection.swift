@@ -24,18 +24,15 @@ public final class TLSConnection {
 
     private let channel: any Channel
     private var inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
-    private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
     private var finished = false
 
     init(
-        channel: any Channel, inbound: NIOAsyncChannelInboundStream<ByteBuffer>,
-        outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, info: TLSHandshakeInfo
+        channel: any Channel, inbound: NIOAsyncChannelInboundStream<ByteBuffer>, info: TLSHandshakeInfo
     ) {
         self.channel = channel
         self.info = info
         self.remoteAddress = channel.remoteAddress
         self.inbound = inbound.makeAsyncIterator()
-        self.outbound = outbound
     }
 
     /// Connects to a TLS server and completes the handshake.
@@ -78,8 +75,9 @@ public final class TLSConnection {
             try? await channel.channel.close()
             throw error
         }
-        return try await channel.executeThenClose { inbound, outbound in
-            try await body(TLSConnection(channel: channel.channel, inbound: inbound, outbound: outbound, info: info))
+        // Writes go straight to the channel (see ``Writer``); the async channel supplies the inbound stream.
+        return try await channel.executeThenClose { inbound, _ in
+            try await body(TLSConnection(channel: channel.channel, inbound: inbound, info: info))
         }
     }
 
@@ -106,23 +104,23 @@ public final class TLSConnection {
     }
 
     /// The sending half, which another task may use while this one reads.
-    public var writer: Writer { Writer(channel: channel, outbound: outbound) }
+    public var writer: Writer { Writer(channel: channel) }
 
     /// The sending half of a connection. It is `Sendable`: one task can write while another reads.
     public struct Writer: Sendable {
         let channel: any Channel
-        let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
 
-        /// Sends bytes to the peer.
+        /// Sends bytes to the peer; returns once they are handed to the socket.
         public func write(_ bytes: some Sequence<UInt8>) async throws {
             var buffer = channel.allocator.buffer(capacity: bytes.underestimatedCount)
             buffer.writeBytes(bytes)
-            try await outbound.write(buffer)
+            try await write(buffer)
         }
 
-        /// Sends a buffer to the peer.
+        /// Sends a buffer to the peer; returns once it is handed to the socket. Awaiting each write keeps the
+        /// order of writes and closes, and lets a slow peer slow the writer down.
         public func write(_ buffer: ByteBuffer) async throws {
-            try await outbound.write(buffer)
+            try await channel.writeAndFlush(buffer)
         }
 
         /// Stops sending: close_notify goes out, and the peer may still send until it closes too.
@@ -197,7 +195,9 @@ public enum TLSListener {
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try TLSConnection.wrap(
-                        channel, handler: GnuTLSHandler(context: context, handshakeTimeout: handshakeTimeout))
+                        channel,
+                        handler: GnuTLSHandler(
+                            context: context, handshakeTimeout: handshakeTimeout, allowHalfClosure: true))
                 }
             }
         onListening(server.channel.localAddress)
