@@ -476,6 +476,10 @@ public final class TLSSession {
                     reason: "\(description): the \(whose)'s certificate was refused: \(failure)",
                     verification: failure)
             }
+        } else if rc == GNUTLS_E_PREMATURE_TERMINATION && state == .handshaking {
+            error = TLSError(
+                kind: .truncated, code: rc, codeName: TLSError.name(of: rc),
+                reason: "\(description): the peer closed the connection before the handshake completed")
         } else if clientOffersNoAcceptableVersion && rc != GNUTLS_E_FATAL_ALERT_RECEIVED {
             // GnuTLS words this as "no cipher suites"; the real reason is the version.
             error = TLSError(

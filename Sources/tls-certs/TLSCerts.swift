@@ -27,8 +27,8 @@ extension TLSCerts {
                 try ca.privateKey.write(toFile: out + ".key")
                 try Certificate.writePEM([ca.certificate], toFile: out + ".crt")
                 print("wrote \(out).crt and \(out).key")
-            } catch let error as TLSError {
-                throw ValidationError(error.description)
+            } catch {
+                fail(error)
             }
         }
     }
@@ -51,9 +51,11 @@ extension TLSCerts {
 
         func run() throws {
             do {
+                guard let caCertificate = try Certificate.load(file: ca + ".crt").first else {
+                    throw TLSError(kind: .configuration, reason: "'\(ca).crt' holds no certificate")
+                }
                 let authority = CertificateAuthority(
-                    certificate: try Certificate.load(file: ca + ".crt")[0],
-                    privateKey: try PrivateKey(file: ca + ".key"))
+                    certificate: caCertificate, privateKey: try PrivateKey(file: ca + ".key"))
                 let now = Date()
                 var start = now.addingTimeInterval(-3600)
                 var end = now.addingTimeInterval(Double(days) * 86400)
@@ -70,9 +72,16 @@ extension TLSCerts {
                 try issued.privateKey.write(toFile: out + ".key")
                 try Certificate.writePEM(issued.chain, toFile: out + ".crt")
                 print("wrote \(out).crt and \(out).key")
-            } catch let error as TLSError {
-                throw ValidationError(error.description)
+            } catch {
+                fail(error)
             }
         }
     }
+}
+
+/// One `Error:` line on standard error, exit status 1.
+func fail(_ error: any Error) -> Never {
+    let reason = (error as? TLSError)?.reason ?? "\(error)"
+    FileHandle.standardError.write(Data("Error: \(reason)\n".utf8))
+    exit(1)
 }
