@@ -78,6 +78,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var shutdownTimer: Scheduled<Void>?
     private var closePromise: EventLoopPromise<Void>?
     private var handshakePromise: EventLoopPromise<TLSHandshakeInfo>?
+    /// The error that ended the connection, given to later writes.
+    private var failure: (any Error)?
     private var scratch: ByteBuffer?
 
     /// A future that completes when the handshake does (and fails with its error). Valid once the handler
@@ -293,7 +295,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         case .idle, .handshaking, .active, .inputClosed:
             pendingWrites.append((buffer, promise))
         case .closing, .closed:
-            promise?.fail(ChannelError.outputClosed)
+            // Tell the writer why the connection ended (a peer's alert, say), not only that it did.
+            promise?.fail(failure ?? ChannelError.outputClosed)
         }
     }
 
@@ -419,6 +422,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private func fail(_ error: Error, context: ChannelHandlerContext) {
         if case .closed = state { return }
         state = .closed
+        failure = error
         handshakeTimer?.cancel()
         shutdownTimer?.cancel()
         flushSessionOutput(context: context)

@@ -83,7 +83,14 @@ struct TLSClientCommand: AsyncParsableCommand {
             }
             let suite = info.cipherSuite ?? "?"
             output.line("Connected to \(host.contains(":") ? "[\(host)]" : host):\(port) (\(info.version?.description ?? "?"), \(suite))")
-            try await connection.write(Array(message.utf8))
+            do {
+                try await connection.write(Array(message.utf8))
+            } catch {
+                // The server may have ended the connection with an alert that says why (for example, that it
+                // requires a client certificate): report that rather than the failed write.
+                while try await connection.read() != nil {}
+                throw error
+            }
             var response: [UInt8] = []
             do {
                 while let chunk = try await connection.read() {
@@ -151,9 +158,10 @@ struct TLSClientCommand: AsyncParsableCommand {
     func describeFailure(_ error: any Error) -> String {
         if error is TimeoutError { return "timed out after \(timeout) s waiting for \(host):\(port)" }
         let reason = describe(error)
-        if error is NIOConnectionError || error is IOError || error is ChannelError {
+        if error is NIOConnectionError || error is IOError {
             return "cannot connect to \(host):\(port): \(reason)"
         }
+        if error is ChannelError { return "the connection to \(host):\(port) ended: \(reason)" }
         return reason
     }
 }

@@ -14,6 +14,7 @@ final class EchoHandler: ChannelInboundHandler {
     private let quiet: Bool
     private let output: ConsoleOutput
     private var answered = false
+    private var message: ByteBuffer?
     private var reported = false
 
     init(peer: String, stream: Bool, quiet: Bool, output: ConsoleOutput) {
@@ -28,20 +29,31 @@ final class EchoHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let buffer = unwrapInboundIn(data)
         if stream {
             context.write(data, promise: nil)
             return
         }
         guard !answered else { return }
-        answered = true
-        if !quiet { output.line("Received: \(String(decoding: buffer.readableBytesView, as: UTF8.self))") }
-        context.writeAndFlush(data, promise: nil)
-        context.close(promise: nil)
+        // The message is what arrives in one read burst: all records decrypted before channelReadComplete
+        // (a message larger than one 16 KiB record arrives as several).
+        var buffer = unwrapInboundIn(data)
+        if message == nil {
+            message = buffer
+        } else {
+            message?.writeBuffer(&buffer)
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if stream { context.flush() }
+        if stream {
+            context.flush()
+        } else if !answered, let message {
+            answered = true
+            if !quiet { output.line("Received: \(String(decoding: message.readableBytesView, as: UTF8.self))") }
+            context.writeAndFlush(wrapOutboundOut(message), promise: nil)
+            context.close(promise: nil)
+            self.message = nil
+        }
         context.fireChannelReadComplete()
     }
 

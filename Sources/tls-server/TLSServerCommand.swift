@@ -47,9 +47,6 @@ struct TLSServerCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535, not \(port)") }
-        if verifyClient != .none && cafile == nil {
-            throw ValidationError("--verify-client \(verifyClient.rawValue) needs --cafile with the CAs to trust")
-        }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
         guard idleTimeout >= 1, handshakeTimeout >= 1 else { throw ValidationError("timeouts must be at least 1 s") }
@@ -57,6 +54,10 @@ struct TLSServerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let output = ConsoleOutput()
+        if verifyClient != .none && cafile == nil {
+            output.error("Error: --verify-client \(verifyClient.rawValue) needs --cafile with the CAs that issue client certificates")
+            throw ExitCode.failure
+        }
         let context: TLSContext
         do {
             try makeDevelopmentCertificatesIfNeeded(output)

@@ -1,1 +1,482 @@
+// End-to-end tests of the built commands: each test starts the real tls-server / tls-client / tls-certs binaries
+// on 127.0.0.1 / ::1 and checks what a user sees (output lines, exit status, files). Certificates are made at
+// test time in a temporary directory. Helpers live in CommandTestSupport.swift.
+
+import Foundation
+import GnuTLS
 import Testing
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The certificates one test needs, written as PEM files into a temporary directory of its own:
+/// - `ca.crt`/`ca.key`: the test CA;
+/// - `server.crt`/`server.key`: a server certificate from it for localhost, 127.0.0.1 and ::1;
+/// - `client.crt`/`client.key`: a client certificate from it;
+/// - `other-ca.crt`, `other-client.crt`/`other-client.key`: a second CA nobody trusts, and a client it vouches for;
+/// - `self-signed.crt`/`self-signed.key`: a server certificate for localhost that no CA vouches for.
+struct TestFiles {
+    let directory: TemporaryDirectory
+
+    var url: URL { directory.url }
+    func path(_ name: String) -> String { directory.path(name) }
+
+    init() throws {
+        directory = try TemporaryDirectory()
+        let ca = try CertificateAuthority.generate(commonName: "Command Test CA")
+        try ca.privateKey.write(toFile: directory.path("ca.key"))
+        try Certificate.writePEM([ca.certificate], toFile: directory.path("ca.crt"))
+
+        let server = try ca.issue(commonName: "localhost", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1", "::1"])
+        try write(server, as: "server")
+        try write(try ca.issue(commonName: "command test client", usage: .client), as: "client")
+
+        let otherCA = try CertificateAuthority.generate(commonName: "Other CA")
+        try Certificate.writePEM([otherCA.certificate], toFile: directory.path("other-ca.crt"))
+        try write(try otherCA.issue(commonName: "stranger", usage: .client), as: "other-client")
+
+        let selfSigned = try CertificateAuthority.selfSignedLeaf(
+            commonName: "localhost", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1", "::1"])
+        try write(selfSigned, as: "self-signed")
+    }
+
+    private func write(_ issued: CertificateAuthority.Issued, as name: String) throws {
+        try issued.privateKey.write(toFile: directory.path(name + ".key"))
+        try Certificate.writePEM(issued.chain, toFile: directory.path(name + ".crt"))
+    }
+
+    /// `--port 0 --cert NAME.crt --key NAME.key`: the start of a server command line.
+    func serverArguments(identity name: String = "server") -> [String] {
+        ["--port", "0", "--cert", path(name + ".crt"), "--key", path(name + ".key")]
+    }
+}
+
+/// Runs tls-client against `port`, trusting `files`' CA unless `trust` is false, with `extra` options.
+func runClient(
+    port: Int, files: TestFiles?, trust: Bool = true, _ extra: [String] = [], input: Data? = nil,
+    timeout: Duration = .seconds(30)
+) async throws -> ToolResult {
+    var arguments = ["--port", "\(port)"]
+    if trust, let files { arguments += ["--cafile", files.path("ca.crt")] }
+    return try await runTool("tls-client", arguments + extra, input: input, timeout: timeout)
+}
+
+/// Expects a successful exchange of the default message.
+func expectSuccessfulExchange(
+    _ result: ToolResult, message: String = "Hello from client!", sourceLocation: SourceLocation = #_sourceLocation
+) {
+    #expect(result.status == 0, "\(result)", sourceLocation: sourceLocation)
+    #expect(result.output.contains("Connected to "), "\(result)", sourceLocation: sourceLocation)
+    #expect(
+        result.output.split(separator: "\n").contains("Response: \(message)"), "\(result)",
+        sourceLocation: sourceLocation)
+}
+
+/// Expects what the client promises for any failure: exit status 1 and exactly one line on standard error,
+/// `Error: ...`, containing every one of `words`; no response on standard output.
+func expectClientFailure(
+    _ result: ToolResult, mentioning words: [String], sourceLocation: SourceLocation = #_sourceLocation
+) {
+    #expect(result.status == 1, "\(result)", sourceLocation: sourceLocation)
+    #expect(result.errorLines.count == 1, "expected one line on stderr:\n\(result)", sourceLocation: sourceLocation)
+    let line = result.errorLines.first ?? ""
+    #expect(line.hasPrefix("Error: "), "\(result)", sourceLocation: sourceLocation)
+    for word in words {
+        #expect(line.contains(word), "stderr should mention '\(word)':\n\(result)", sourceLocation: sourceLocation)
+    }
+    #expect(!result.output.contains("Response:"), "\(result)", sourceLocation: sourceLocation)
+}
+
+/// Expects a server start-up failure: non-zero exit, no listening line, and `Error` on standard error with all
+/// of `words`.
+func expectStartupFailure(
+    _ result: ToolResult, mentioning words: [String], sourceLocation: SourceLocation = #_sourceLocation
+) {
+    #expect(result.status != 0, "\(result)", sourceLocation: sourceLocation)
+    #expect(!result.output.contains("listening on"), "\(result)", sourceLocation: sourceLocation)
+    #expect(result.errorOutput.contains("Error"), "\(result)", sourceLocation: sourceLocation)
+    for word in words {
+        #expect(
+            result.errorOutput.contains(word), "stderr should mention '\(word)':\n\(result)",
+            sourceLocation: sourceLocation)
+    }
+}
+
+/// Deterministic bytes that look random (so a stream test exercises every byte value).
+func pseudoRandomBytes(count: Int, seed: UInt64) -> Data {
+    var state = seed
+    var bytes = [UInt8](repeating: 0, count: count)
+    for index in 0..<count {
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        bytes[index] = UInt8(truncatingIfNeeded: state >> 33)
+    }
+    return Data(bytes)
+}
+
+@Suite("tls-server, tls-client and tls-certs as a user runs them", .timeLimit(.minutes(2)))
+struct CommandTests {
+
+    // MARK: 1. First run
+
+    @Test("First run in an empty directory creates a development CA, and a later run reuses it")
+    func firstRunCreatesDevelopmentCertificates() async throws {
+        let cwd = try TemporaryDirectory()
+        let certs = cwd.url.appendingPathComponent("certs")
+        let caFile = certs.appendingPathComponent("ca.crt")
+
+        let firstCA: Data
+        do {
+            let server = try await ServerProcess.start(["--port", "0"], directory: cwd.url)
+            defer { server.kill() }
+
+            for name in ["ca.crt", "ca.key", "server.crt", "server.key"] {
+                let file = certs.appendingPathComponent(name).path
+                #expect(FileManager.default.fileExists(atPath: file), "missing \(file)\n\(server.transcript)")
+            }
+            for name in ["ca.key", "server.key"] {
+                let attributes = try FileManager.default.attributesOfItem(atPath: certs.appendingPathComponent(name).path)
+                let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue ?? -1
+                #expect(mode & 0o777 == 0o600, "\(name) has mode \(String(mode, radix: 8)), not 600")
+            }
+            #expect(
+                server.output.contains("tls-client --cafile certs/ca.crt"),
+                "the first run should tell how to trust the new CA:\n\(server.transcript)")
+
+            let result = try await runTool(
+                "tls-client", ["--port", "\(server.port)", "--cafile", "certs/ca.crt"], directory: cwd.url)
+            expectSuccessfulExchange(result)
+            #expect(try await server.waitForLine("Received: Hello from client!"), "\(server.transcript)")
+            firstCA = try Data(contentsOf: caFile)
+        }
+
+        // Second start in the same directory: the files are reused, not replaced.
+        let again = try await ServerProcess.start(["--port", "0"], directory: cwd.url)
+        defer { again.kill() }
+        #expect(!again.output.contains("created a development CA"), "\(again.transcript)")
+        #expect(try Data(contentsOf: caFile) == firstCA, "certs/ca.crt changed on the second run")
+        let result = try await runTool(
+            "tls-client", ["--port", "\(again.port)", "--cafile", "certs/ca.crt"], directory: cwd.url)
+        expectSuccessfulExchange(result)
+    }
+
+    // MARK: 2–6. Start-up errors
+
+    @Test("A certificate file that does not exist: non-zero exit naming the file")
+    func missingCertificateFile() async throws {
+        let files = try TestFiles()
+        let result = try await runTool(
+            "tls-server",
+            ["--port", "0", "--cert", "/nonexistent/server.crt", "--key", files.path("server.key")],
+            directory: files.url)
+        expectStartupFailure(result, mentioning: ["Error:", "/nonexistent/server.crt"])
+    }
+
+    @Test("A bad priority string: non-zero exit naming the position of the mistake")
+    func badPriorityString() async throws {
+        let files = try TestFiles()
+        let result = try await runTool(
+            "tls-server", files.serverArguments() + ["--priority", "NORMAL:+VERS-TLS9"], directory: files.url)
+        expectStartupFailure(result, mentioning: ["Error:", "position", "VERS-TLS9"])
+    }
+
+    @Test("--verify-client required without --cafile: non-zero exit saying --cafile is needed")
+    func verifyClientWithoutCAFile() async throws {
+        let files = try TestFiles()
+        let result = try await runTool(
+            "tls-server", files.serverArguments() + ["--verify-client", "required"], directory: files.url)
+        expectStartupFailure(result, mentioning: ["--verify-client", "--cafile"])
+    }
+
+    @Test("A port already in use: the second server exits non-zero with an Error naming the port")
+    func portInUse() async throws {
+        let files = try TestFiles()
+        let first = try await ServerProcess.start(files.serverArguments(), directory: files.url)
+        defer { first.kill() }
+
+        let second = try await runTool(
+            "tls-server",
+            ["--port", "\(first.port)", "--cert", files.path("server.crt"), "--key", files.path("server.key")],
+            directory: files.url)
+        expectStartupFailure(second, mentioning: ["Error:", ":\(first.port)", "in use"])
+
+        // The first server is unharmed.
+        expectSuccessfulExchange(try await runClient(port: first.port, files: files))
+    }
+
+    @Test("A key that does not belong to the certificate: non-zero exit saying it does not match")
+    func mismatchedCertificateAndKey() async throws {
+        let files = try TestFiles()
+        let result = try await runTool(
+            "tls-server",
+            ["--port", "0", "--cert", files.path("server.crt"), "--key", files.path("client.key")],
+            directory: files.url)
+        expectStartupFailure(result, mentioning: ["Error:", "does not match"])
+    }
+
+    // MARK: 7. Client refusals
+
+    @Test("Client: a server name the certificate does not cover is refused")
+    func clientRefusesWrongServerName() async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(files.serverArguments(), directory: files.url)
+        defer { server.kill() }
+        let result = try await runClient(port: server.port, files: files, ["--servername", "wrong.example"])
+        expectClientFailure(result, mentioning: ["does not match the requested name", "wrong.example"])
+    }
+
+    @Test("Client: a certificate from a CA the system does not trust is refused (no --cafile)")
+    func clientRefusesUntrustedIssuer() async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(files.serverArguments(), directory: files.url)
+        defer { server.kill() }
+        let result = try await runClient(port: server.port, files: files, trust: false)
+        expectClientFailure(result, mentioning: ["untrusted or unknown issuer"])
+    }
+
+    @Test("Client: an expired server certificate (tls-certs issue --expired) is refused")
+    func clientRefusesExpiredCertificate() async throws {
+        let files = try TestFiles()
+        let issued = try await runTool(
+            "tls-certs",
+            [
+                "issue", "--ca", files.path("ca"), "--out", files.path("expired"), "--cn", "localhost",
+                "--dns", "localhost", "--ip", "127.0.0.1", "--ip", "::1", "--expired",
+            ])
+        #expect(issued.status == 0, "\(issued)")
+        #expect(FileManager.default.fileExists(atPath: files.path("expired.crt")), "\(issued)")
+
+        let server = try await ServerProcess.start(files.serverArguments(identity: "expired"), directory: files.url)
+        defer { server.kill() }
+        let result = try await runClient(port: server.port, files: files)
+        expectClientFailure(result, mentioning: ["expired"])
+    }
+
+    @Test("Client: a port nobody listens on gives 'connection refused'")
+    func clientReportsConnectionRefused() async throws {
+        let files = try TestFiles()
+        let closed = try ClosedPort()
+        let result = try await runClient(port: closed.port, files: files, ["--host", "127.0.0.1"])
+        expectClientFailure(result, mentioning: ["connection refused", "\(closed.port)"])
+    }
+
+    // MARK: 8. --insecure
+
+    @Test("Client --insecure warns on stderr and accepts a certificate nobody vouches for")
+    func insecureClientWarnsAndConnects() async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(
+            files.serverArguments(identity: "self-signed"), directory: files.url)
+        defer { server.kill() }
+
+        let result = try await runClient(port: server.port, files: files, trust: false, ["--insecure"])
+        expectSuccessfulExchange(result)
+        #expect(result.errorOutput.contains("Warning"), "\(result)")
+        #expect(result.errorOutput.contains("--insecure"), "\(result)")
+        #expect(!result.errorOutput.contains("Error"), "\(result)")
+    }
+
+    // MARK: 9. Concurrency and garbage
+
+    @Test("A silent client does not hold up others; garbage fails one connection, not the server")
+    func silentAndGarbageClients() async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(
+            files.serverArguments() + ["--handshake-timeout", "5"], directory: files.url)
+        defer { server.kill() }
+
+        // A client that connects and says nothing.
+        let silent = try RawTCPConnection(port: server.port)
+        defer { silent.close() }
+        #expect(
+            try await server.waitForLine("Connection from \(silent.peerName)"),
+            "the server did not accept the silent connection:\n\(server.transcript)")
+
+        // A normal exchange meanwhile completes, while the silent connection is still waiting in its handshake
+        // (not yet closed by the 5 s handshake timeout): it was not served after the silent one.
+        let result = try await runClient(port: server.port, files: files)
+        expectSuccessfulExchange(result)
+        #expect(!silent.peerHasClosed(), "the normal client only got through after the silent one was dropped")
+        #expect(
+            !server.lines.contains { $0.hasPrefix("Connection from \(silent.peerName) ") },
+            "the silent connection was already reported when the normal one finished:\n\(server.transcript)")
+
+        // Garbage instead of a ClientHello: the server logs one failure for that connection and closes it.
+        let garbage = try RawTCPConnection(port: server.port)
+        defer { garbage.close() }
+        try garbage.send(Array("GET / HTTP/1.0\r\n\r\n".utf8))
+        let failurePrefix = "Connection from \(garbage.peerName) failed: "
+        let failure = try await server.waitForLine { $0.hasPrefix(failurePrefix) }
+        #expect(failure != nil, "no failure line for the garbage connection:\n\(server.transcript)")
+        #expect(
+            try await garbage.waitForPeerClose(timeout: .seconds(5)),
+            "the server did not close the garbage connection")
+        try await Task.sleep(for: .milliseconds(300))  // any second report would be out by now
+        #expect(
+            server.lines.filter { $0.hasPrefix(failurePrefix) }.count == 1,
+            "expected exactly one failure line for \(garbage.peerName):\n\(server.transcript)")
+
+        // And the server still serves the next client.
+        expectSuccessfulExchange(try await runClient(port: server.port, files: files, ["--message", "still there?"]),
+                                 message: "still there?")
+        #expect(try await server.waitForLine("Received: still there?"), "\(server.transcript)")
+    }
+
+    // MARK: 10. --stream
+
+    @Test("--stream echoes 1 MiB of standard input back to standard output exactly")
+    func streamEchoesStandardInput() async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(files.serverArguments() + ["--stream"], directory: files.url)
+        defer { server.kill() }
+
+        let input = pseudoRandomBytes(count: 1 << 20, seed: 42)
+        let result = try await runClient(port: server.port, files: files, ["--stream"], input: input, timeout: .seconds(60))
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout.count == input.count, "received \(result.stdout.count) of \(input.count) bytes")
+        #expect(result.stdout == input, "the echoed bytes differ from the input")
+        #expect(!result.errorOutput.contains("Error"), "\(result)")
+    }
+
+    // MARK: 11. Mutual TLS
+
+    @Test("--verify-client required: a client certificate from the CA gets in, no certificate does not")
+    func mutualTLSRequired() async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(
+            files.serverArguments() + ["--verify-client", "required", "--cafile", files.path("ca.crt")],
+            directory: files.url)
+        defer { server.kill() }
+
+        let withCertificate = try await runClient(
+            port: server.port, files: files, ["--cert", files.path("client.crt"), "--key", files.path("client.key")])
+        expectSuccessfulExchange(withCertificate)
+        #expect(try await server.waitForLine("Received: Hello from client!"), "\(server.transcript)")
+
+        let without = try await runClient(port: server.port, files: files, ["--message", "no certificate"])
+        #expect(without.status == 1, "\(without)")
+        #expect(without.errorLines.count == 1 && without.errorLines[0].hasPrefix("Error: "), "\(without)")
+        #expect(!without.output.contains("Response:"), "\(without)")
+        let failure = try await server.waitForLine { $0.hasPrefix("Connection from ") && $0.contains(" failed: ") }
+        #expect(failure != nil, "the server did not log the refused client:\n\(server.transcript)")
+        #expect(!server.output.contains("Received: no certificate"), "\(server.transcript)")
+    }
+
+    @Test("--verify-client optional: no certificate gets in, a certificate from another CA does not")
+    func mutualTLSOptional() async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(
+            files.serverArguments() + ["--verify-client", "optional", "--cafile", files.path("ca.crt")],
+            directory: files.url)
+        defer { server.kill() }
+
+        expectSuccessfulExchange(try await runClient(port: server.port, files: files))
+
+        let stranger = try await runClient(
+            port: server.port, files: files,
+            [
+                "--message", "from a stranger", "--cert", files.path("other-client.crt"), "--key",
+                files.path("other-client.key"),
+            ])
+        #expect(stranger.status == 1, "\(stranger)")
+        #expect(stranger.errorLines.count == 1 && stranger.errorLines[0].hasPrefix("Error: "), "\(stranger)")
+        #expect(!stranger.output.contains("Response:"), "\(stranger)")
+        let failure = try await server.waitForLine { $0.hasPrefix("Connection from ") && $0.contains(" failed: ") }
+        #expect(failure != nil, "the server did not log the refused client:\n\(server.transcript)")
+        #expect(!server.output.contains("Received: from a stranger"), "\(server.transcript)")
+    }
+
+    /// When the server refuses the client's certificate (or its lack of one), the client must say so. With TLS 1.3
+    /// the client's handshake completes before the server has checked its certificate, so the refusal (a fatal
+    /// alert) arrives while the client sends its message; whichever way that race goes, the one `Error:` line must
+    /// carry the reason, not a generic "cannot connect ... the connection was closed". Each case runs ten times,
+    /// since the wrong wording depends on timing.
+    @Test(
+        "A client the server refuses for its certificate is told why, every time",
+        arguments: [
+            ("required", ["--message", "no certificate"]),
+            ("optional", ["--message", "from a stranger", "--cert", "other-client.crt", "--key", "other-client.key"]),
+        ])
+    func refusedClientIsToldWhy(policy: String, clientOptions: [String]) async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(
+            files.serverArguments() + ["--verify-client", policy, "--cafile", files.path("ca.crt")],
+            directory: files.url)
+        defer { server.kill() }
+        let options = clientOptions.map { $0.hasSuffix(".crt") || $0.hasSuffix(".key") ? files.path($0) : $0 }
+
+        for _ in 0..<10 {
+            let result = try await runClient(port: server.port, files: files, options)
+            expectClientFailure(result, mentioning: [])
+            let line = result.errorLines.first ?? ""
+            #expect(line.lowercased().contains("certificate"), "the reason is missing:\n\(result)")
+            #expect(!line.contains("cannot connect"), "the client did connect; the server refused it:\n\(result)")
+        }
+    }
+
+    // MARK: 12. Signals
+
+    @Test("SIGTERM and SIGINT: 'shutting down', exit status 0", arguments: [SIGTERM, SIGINT])
+    func signalShutsDownCleanly(signal: Int32) async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(files.serverArguments(), directory: files.url)
+        defer { server.kill() }
+
+        server.send(signal)
+        #expect(try await server.child.waitForExit(timeout: .seconds(10)), "still running:\n\(server.transcript)")
+        #expect(server.child.exitStatus == 0, "\(server.transcript)")
+        #expect(server.lines.contains("tls-server: shutting down"), "\(server.transcript)")
+    }
+
+    @Test("SIGTERM with a silent client connected: the server still exits promptly, status 0")
+    func signalWithOpenConnection() async throws {
+        let files = try TestFiles()
+        // Timeouts far longer than the wait below: the server must not wait for them to expire.
+        let server = try await ServerProcess.start(
+            files.serverArguments() + ["--handshake-timeout", "60", "--idle-timeout", "60"], directory: files.url)
+        defer { server.kill() }
+        let silent = try RawTCPConnection(port: server.port)
+        defer { silent.close() }
+        #expect(try await server.waitForLine("Connection from \(silent.peerName)"), "\(server.transcript)")
+
+        server.send(SIGTERM)
+        #expect(
+            try await server.child.waitForExit(timeout: .seconds(6)),
+            "still running 6 s after SIGTERM:\n\(server.transcript)")
+        #expect(server.child.exitStatus == 0, "\(server.transcript)")
+        #expect(server.lines.contains("tls-server: shutting down"), "\(server.transcript)")
+        #expect(try await silent.waitForPeerClose(timeout: .seconds(2)), "the open connection was not closed")
+    }
+
+    // MARK: 13. Connection limit
+
+    @Test("--max-connections 1: a second connection is refused with a log line; the slot frees when the first goes")
+    func connectionLimit() async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(
+            files.serverArguments() + ["--max-connections", "1"], directory: files.url)
+        defer { server.kill() }
+
+        let first = try RawTCPConnection(port: server.port)
+        defer { first.close() }
+        #expect(try await server.waitForLine("Connection from \(first.peerName)"), "\(server.transcript)")
+
+        let second = try RawTCPConnection(port: server.port)
+        defer { second.close() }
+        #expect(
+            try await server.waitForLine(
+                "Connection from \(second.peerName) refused: limit of 1 open connections reached"),
+            "\(server.transcript)")
+        #expect(try await second.waitForPeerClose(timeout: .seconds(5)), "the refused connection was left open")
+        #expect(!first.peerHasClosed(), "the admitted connection was closed")
+
+        // Once the first connection goes (the server reports it), its slot is free: a client is served again.
+        first.close()
+        #expect(
+            try await server.waitForLine { $0.hasPrefix("Connection from \(first.peerName) failed: ") } != nil,
+            "\(server.transcript)")
+        expectSuccessfulExchange(try await runClient(port: server.port, files: files))
+    }
+}
