@@ -93,11 +93,19 @@ struct TLSClientCommand: AsyncParsableCommand {
             }
             var response: [UInt8] = []
             do {
+                var closedOutput = false
                 while let chunk = try await connection.read() {
                     guard response.count + chunk.readableBytes <= 16 * 1024 * 1024 else {
                         throw TLSError(kind: .other, reason: "the response is larger than 16 MiB")
                     }
                     response.append(contentsOf: chunk.readableBytesView)
+                    if !closedOutput {
+                        // The response has begun: say we are done (close_notify), and take the rest of it until the
+                        // server closes. Servers that would otherwise wait for more (openssl s_server, gnutls-serv)
+                        // close on our close_notify.
+                        closedOutput = true
+                        try await connection.closeOutput()
+                    }
                 }
             } catch let error as TLSError where error.kind == .truncated {
                 // The skeleton server closes without close_notify: show what came, and say so.
