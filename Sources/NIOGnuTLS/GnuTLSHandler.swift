@@ -392,6 +392,9 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 // After a half-close, a full close waits only a bounded time for the peer.
                 scheduleShutdownTimer(context: context)
             }
+        case .closed where mode == .output:
+            // The TLS stream is already over (the peer closed, or it failed): nothing is left to half-close.
+            promise?.succeed(())
         case .idle, .handshaking, .closed:
             state = .closed
             handshakeTimer?.cancel()

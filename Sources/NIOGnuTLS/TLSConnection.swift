@@ -124,8 +124,13 @@ public final class TLSConnection {
         }
 
         /// Stops sending: close_notify goes out, and the peer may still send until it closes too.
+        /// Does nothing if the connection has already closed.
         public func closeOutput() async throws {
-            try await channel.close(mode: .output)
+            do {
+                try await channel.close(mode: .output)
+            } catch ChannelError.alreadyClosed {
+            } catch ChannelError.ioOnClosedChannel {
+            }
         }
     }
 
