@@ -5,8 +5,15 @@
 /// client offered and, when none is acceptable, answers with a `protocol_version` alert. The bytes come from
 /// the network: every index is checked, and anything malformed yields nil (GnuTLS then reports it itself).
 struct ClientHelloVersions: Equatable {
-    /// Wire versions offered (0x0301 = TLS 1.0 … 0x0304 = TLS 1.3).
-    let offered: Set<UInt16>
+    /// The TLS versions offered, one bit per version: bit 0 = TLS 1.0 (0x0301) … bit 3 = TLS 1.3 (0x0304).
+    /// A bit set rather than a `Set` so that reading a hello allocates nothing.
+    let offered: UInt8
+
+    /// The bit for a wire version, or 0 for versions outside TLS 1.0 to 1.3.
+    static func bit(_ version: UInt16) -> UInt8 {
+        guard (0x0301...0x0304).contains(version) else { return 0 }
+        return 1 << UInt8(version - 0x0301)
+    }
 
     /// Parses a ClientHello handshake body (without the 4-byte handshake header).
     init?(body: UnsafeRawBufferPointer) {
@@ -17,22 +24,22 @@ struct ClientHelloVersions: Equatable {
             let compressionLength = reader.u8(), reader.skip(Int(compressionLength))
         else { return nil }
         // Without the supported_versions extension, the client accepts every version up to legacy_version.
-        let upToLegacy = Set((0x0301...max(0x0301, min(legacy, 0x0303))).map { UInt16($0) })
+        let upToLegacy: UInt8 = legacy < 0x0301 ? 0 : (Self.bit(min(legacy, 0x0303)) << 1) - 1
         guard let extensionsLength = reader.u16(), var extensions = reader.sub(Int(extensionsLength)) else {
-            offered = legacy >= 0x0301 ? upToLegacy : []
+            offered = upToLegacy
             return
         }
         while let type = extensions.u16(), let length = extensions.u16() {
             guard var data = extensions.sub(Int(length)) else { return nil }
             if type == 43 {  // supported_versions
                 guard let listLength = data.u8(), var list = data.sub(Int(listLength)) else { return nil }
-                var versions = Set<UInt16>()
-                while let version = list.u16() { versions.insert(version) }
+                var versions: UInt8 = 0
+                while let version = list.u16() { versions |= Self.bit(version) }
                 offered = versions
                 return
             }
         }
-        offered = legacy >= 0x0301 ? upToLegacy : []
+        offered = upToLegacy
     }
 
     /// A bounds-checked big-endian reader.

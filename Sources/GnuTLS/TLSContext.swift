@@ -21,8 +21,8 @@ public final class TLSContext: @unchecked Sendable {
 
     /// The TLS versions the priority string enables, newest first.
     public private(set) var enabledVersions: [TLSVersion] = []
-    /// The same, as wire values (0x0303 = TLS 1.2).
-    private(set) var enabledWireVersions: Set<UInt16> = []
+    /// The same, as a bit set in ``ClientHelloVersions`` form.
+    private(set) var enabledVersionBits: UInt8 = 0
 
     let credentials: gnutls_certificate_credentials_t
     let priority: gnutls_priority_t
@@ -96,7 +96,7 @@ public final class TLSContext: @unchecked Sendable {
         }
 
         enabledVersions = versions.sorted { $0.wireValue > $1.wireValue }
-        enabledWireVersions = Set(versions.map(\.wireValue))
+        enabledVersionBits = versions.reduce(0) { $0 | ClientHelloVersions.bit($1.wireValue) }
         ticketKey = UnsafeMutablePointer<gnutls_datum_t>.allocate(capacity: 1)
         ticketKey.initialize(to: gnutls_datum_t())
         certificateChain = []

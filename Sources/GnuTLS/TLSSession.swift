@@ -74,8 +74,8 @@ public final class TLSSession {
         guard rc == 0, let session else { throw TLSError.configuration("cannot create a TLS session", code: rc) }
         self.session = session
         self.serverName = serverName
-        inbound.reserveCapacity(16 * 1024 + 512)
-        outbound.reserveCapacity(16 * 1024 + 512)
+        // The buffers grow on first use and keep their capacity: no allocation per record once data flows,
+        // and an idle connection holds only what its handshake needed.
 
         // From here on every stored property is set, so deinit releases the session if a step throws.
         try check(gnutls_priority_set(session, context.priority), "cannot apply the priority string")
@@ -188,6 +188,13 @@ public final class TLSSession {
 
     /// The number of received bytes the session has not consumed yet.
     public var bufferedInputCount: Int { inbound.count - inboundStart }
+
+    /// The number of decrypted bytes GnuTLS holds that ``read(into:)`` has not returned yet.
+    public var bufferedPlaintextCount: Int { Int(gnutls_record_check_pending(session)) }
+
+    /// Whether ``read(into:)`` could make progress: input or plaintext is buffered, or the input has ended
+    /// (which a read turns into a clean close or a truncation error).
+    public var canRead: Bool { bufferedInputCount > 0 || inboundEnded || bufferedPlaintextCount > 0 }
 
     /// Whether the session has bytes waiting to be sent.
     public var hasPendingOutput: Bool { !outbound.isEmpty }
@@ -542,11 +549,12 @@ public final class TLSSession {
 
     /// The server name the client asked for with SNI (servers), if any.
     public var requestedServerName: String? {
-        var buffer = [UInt8](repeating: 0, count: 256)
-        var size = buffer.count
-        var type: UInt32 = 0
-        guard gnutls_server_name_get(session, &buffer, &size, &type, 0) == 0 else { return nil }
-        return String(decoding: buffer.prefix(size), as: UTF8.self)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 256) { buffer -> String? in
+            var size = buffer.count
+            var type: UInt32 = 0
+            guard gnutls_server_name_get(session, buffer.baseAddress, &size, &type, 0) == 0 else { return nil }
+            return String(decoding: UnsafeBufferPointer(rebasing: buffer[..<min(size, buffer.count)]), as: UTF8.self)
+        }
     }
 
     /// The certificate chain the peer presented (leaf first); empty if it sent none.
@@ -670,7 +678,7 @@ private func tlsSessionClientHelloHook(
     let owner = Unmanaged<TLSSession>.fromOpaque(pointer).takeUnretainedValue()
     let body = UnsafeRawBufferPointer(start: data, count: Int(message.pointee.size))
     if let hello = ClientHelloVersions(body: body) {
-        owner.clientOffersNoAcceptableVersion = hello.offered.isDisjoint(with: owner.context.enabledWireVersions)
+        owner.clientOffersNoAcceptableVersion = hello.offered & owner.context.enabledVersionBits == 0
     }
     return 0
 }

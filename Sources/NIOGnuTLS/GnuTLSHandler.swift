@@ -35,6 +35,8 @@ public struct TLSHandshakeInfo: Sendable, Equatable {
 public enum GnuTLSEvent: Sendable, Equatable {
     /// The handshake completed.
     case handshakeCompleted(TLSHandshakeInfo)
+    /// No bytes moved either way for the handler's idle timeout; the handler closes the connection.
+    case idleTimeout(seconds: Int)
     /// The peer sent close_notify: it will send nothing more. Fired only with `allowHalfClosure` (followed by
     /// NIO's `ChannelEvent.inputClosed`); otherwise the handler answers with its own close_notify and closes.
     case peerClosedOutput
@@ -70,21 +72,37 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     public let session: TLSSession
     private let handshakeTimeout: TimeAmount
     private let shutdownTimeout: TimeAmount
+    private let idleTimeout: TimeAmount?
     private let allowHalfClosure: Bool
 
     private var state: State = .idle
     private var pendingWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
-    private var handshakeTimer: Scheduled<Void>?
-    private var shutdownTimer: Scheduled<Void>?
+    /// One timer per connection serves every deadline (handshake, idle, shutdown): it fires at the earliest
+    /// time one could pass, checks them all, and re-arms itself. A short-lived connection schedules one task.
+    private var timer: Scheduled<Void>?
+    private var timerFiresAt: NIODeadline = .distantFuture
+    private var handshakeDeadline: NIODeadline = .distantFuture
+    private var shutdownDeadline: NIODeadline = .distantFuture
+    private var lastActivity: NIODeadline = .distantPast
     private var closePromise: EventLoopPromise<Void>?
     private var handshakePromise: EventLoopPromise<TLSHandshakeInfo>?
     /// The error that ended the connection, given to later writes.
     private var failure: (any Error)?
     private var scratch: ByteBuffer?
+    private var eventLoop: (any EventLoop)?
 
     /// A future that completes when the handshake does (and fails with its error). Valid once the handler
     /// has been added to a pipeline.
-    public var handshakeFuture: EventLoopFuture<TLSHandshakeInfo>? { handshakePromise?.futureResult }
+    public var handshakeFuture: EventLoopFuture<TLSHandshakeInfo>? {
+        // Made on demand: a pipeline that only listens for the user event pays for no promise.
+        if let handshakePromise { return handshakePromise.futureResult }
+        guard let eventLoop else { return nil }
+        if let failure { return eventLoop.makeFailedFuture(failure) }
+        if session.isHandshakeComplete { return eventLoop.makeSucceededFuture(TLSHandshakeInfo(session)) }
+        let promise = eventLoop.makePromise(of: TLSHandshakeInfo.self)
+        handshakePromise = promise
+        return promise.futureResult
+    }
 
     /// Creates a handler for one connection.
     ///
@@ -93,42 +111,49 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     ///   - serverName: for clients, the SNI name and the name verified; overrides the configuration's.
     ///   - handshakeTimeout: how long the handshake may take before the connection is closed.
     ///   - shutdownTimeout: how long `close` waits for the peer's close_notify.
+    ///   - idleTimeout: close the connection (with close_notify) after this long without bytes in either
+    ///     direction; nil for never.
     ///   - allowHalfClosure: fire ``GnuTLSEvent/peerClosedOutput`` on the peer's close_notify and keep the
     ///     channel open for writing, instead of closing at once.
-    public init(
+    public convenience init(
         context: TLSContext, serverName: String? = nil, handshakeTimeout: TimeAmount = .seconds(10),
-        shutdownTimeout: TimeAmount = .seconds(3), allowHalfClosure: Bool = false
+        shutdownTimeout: TimeAmount = .seconds(3), idleTimeout: TimeAmount? = nil, allowHalfClosure: Bool = false
     ) throws {
-        self.session = try context.makeSession(serverName: serverName)
-        self.handshakeTimeout = handshakeTimeout
-        self.shutdownTimeout = shutdownTimeout
-        self.allowHalfClosure = allowHalfClosure
+        self.init(
+            session: try context.makeSession(serverName: serverName), handshakeTimeout: handshakeTimeout,
+            shutdownTimeout: shutdownTimeout, idleTimeout: idleTimeout, allowHalfClosure: allowHalfClosure)
     }
 
     /// Creates a handler around a session made by the caller (for example one resuming an earlier session).
     public init(
         session: TLSSession, handshakeTimeout: TimeAmount = .seconds(10), shutdownTimeout: TimeAmount = .seconds(3),
-        allowHalfClosure: Bool = false
+        idleTimeout: TimeAmount? = nil, allowHalfClosure: Bool = false
     ) {
         self.session = session
         self.handshakeTimeout = handshakeTimeout
         self.shutdownTimeout = shutdownTimeout
+        self.idleTimeout = idleTimeout
         self.allowHalfClosure = allowHalfClosure
     }
 
     // MARK: - Lifecycle
 
     public func handlerAdded(context: ChannelHandlerContext) {
-        handshakePromise = context.eventLoop.makePromise(of: TLSHandshakeInfo.self)
-        scratch = context.channel.allocator.buffer(capacity: 16 * 1024)
+        eventLoop = context.eventLoop
         if context.channel.isActive { startHandshake(context: context) }
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
-        handshakeTimer?.cancel()
-        shutdownTimer?.cancel()
-        let error = ChannelError.ioOnClosedChannel
+        cancelTimer()
+        failWaiters(ChannelError.ioOnClosedChannel)
+    }
+
+    /// Fails the handshake promise and the pending writes, if there are any.
+    private func failWaiters(_ error: @autoclosure () -> any Error) {
+        guard handshakePromise != nil || !pendingWrites.isEmpty else { return }
+        let error = error()
         handshakePromise?.fail(error)
+        handshakePromise = nil
         failPendingWrites(error)
     }
 
@@ -147,10 +172,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             break
         }
         if case .closed = state {} else { state = .closed }
-        handshakeTimer?.cancel()
-        shutdownTimer?.cancel()
-        handshakePromise?.fail(ChannelError.ioOnClosedChannel)
-        failPendingWrites(ChannelError.ioOnClosedChannel)
+        cancelTimer()
+        failWaiters(ChannelError.ioOnClosedChannel)
         closePromise?.succeed(())
         closePromise = nil
         context.fireChannelInactive()
@@ -159,16 +182,65 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private func startHandshake(context: ChannelHandlerContext) {
         guard case .idle = state else { return }
         state = .handshaking
-        let timeout = handshakeTimeout
-        handshakeTimer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: timeout) {
-            [unowned self] in
-            guard case .handshaking = self.state else { return }
-            let seconds = Double(timeout.nanoseconds) / 1e9
-            self.fail(
-                TLSError(kind: .other, reason: "the handshake did not complete within \(seconds) s"),
-                context: context)
-        }
+        let now = context.eventLoop.now
+        lastActivity = now
+        handshakeDeadline = now + handshakeTimeout
+        // Fire no later than the shutdown wait could need, so that a connection closing before its handshake
+        // deadline needs no second timer (the check re-arms for whatever deadline is left).
+        armTimer(context: context, at: now + min(handshakeTimeout, shutdownTimeout, idleTimeout ?? handshakeTimeout))
         advanceHandshake(context: context)
+    }
+
+    // MARK: - Timer
+
+    /// Schedules the connection's timer for `deadline`, unless it already fires at or before it.
+    private func armTimer(context: ChannelHandlerContext, at deadline: NIODeadline) {
+        if timer != nil && timerFiresAt <= deadline { return }
+        timer?.cancel()
+        timerFiresAt = deadline
+        timer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: deadline) { [unowned self] in
+            self.timer = nil
+            self.timerFiresAt = .distantFuture
+            self.checkDeadlines(context: context)
+        }
+    }
+
+    private func cancelTimer() {
+        timer?.cancel()
+        timer = nil
+        timerFiresAt = .distantFuture
+    }
+
+    /// Acts on every deadline that has passed, and re-arms for the earliest one left.
+    private func checkDeadlines(context: ChannelHandlerContext) {
+        let now = context.eventLoop.now
+        switch state {
+        case .handshaking:
+            if now >= handshakeDeadline {
+                let seconds = Double(handshakeTimeout.nanoseconds) / 1e9
+                fail(TLSError(kind: .other, reason: "the handshake did not complete within \(seconds) s"), context: context)
+                return
+            }
+            armTimer(context: context, at: handshakeDeadline)
+        case .active, .inputClosed:
+            guard let idleTimeout else { return }
+            let idleDeadline = lastActivity + idleTimeout
+            if now >= idleDeadline {
+                let seconds = idleTimeout.nanoseconds / 1_000_000_000
+                context.fireUserInboundEventTriggered(GnuTLSEvent.idleTimeout(seconds: Int(seconds)))
+                context.close(promise: nil)
+                return
+            }
+            armTimer(context: context, at: idleDeadline)
+        case .closing:
+            if now >= shutdownDeadline {
+                finishClose(context: context)
+                return
+            }
+            armTimer(context: context, at: shutdownDeadline)
+        case .idle, .closed:
+            return
+        }
     }
 
     // MARK: - Inbound
@@ -179,6 +251,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         case .closed:
             return
         case .idle, .handshaking, .active, .closing, .inputClosed:
+            if idleTimeout != nil { lastActivity = context.eventLoop.now }
             buffer.withUnsafeReadableBytes { session.feed($0) }
             processInput(context: context)
         }
@@ -216,13 +289,12 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             flushSessionOutput(context: context)
             guard status == .complete else { return }
             state = .active
-            handshakeTimer?.cancel()
-            handshakeTimer = nil
             let info = TLSHandshakeInfo(session)
             context.fireUserInboundEventTriggered(GnuTLSEvent.handshakeCompleted(info))
             context.fireUserInboundEventTriggered(
                 TLSUserEvent.handshakeCompleted(negotiatedProtocol: info.applicationProtocol))
             handshakePromise?.succeed(info)
+            handshakePromise = nil
             flushPendingWrites(context: context)
         } catch {
             fail(error, context: context)
@@ -232,13 +304,15 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// Decrypts everything buffered and passes it up, one buffer per read.
     private func readPlaintext(context: ChannelHandlerContext) {
         var delivered = false
-        while true {
-            var buffer = scratch ?? context.channel.allocator.buffer(capacity: 16 * 1024)
+        while session.canRead {
+            // Plaintext is never longer than the ciphertext it came from: size the buffer to what is there.
+            let needed = max(1, min(16 * 1024, session.bufferedInputCount + session.bufferedPlaintextCount))
+            var buffer = scratch ?? context.channel.allocator.buffer(capacity: needed)
             scratch = nil
-            buffer.clear()
+            buffer.clear(minimumCapacity: needed)
             var outcome = TLSSession.ReadResult.needsInput
             do {
-                _ = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 * 1024) {
+                _ = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: needed) {
                     (raw) throws(TLSError) -> Int in
                     outcome = try session.read(into: raw)
                     if case .bytes(let n) = outcome { return n }
@@ -259,6 +333,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             if outcome == .closed { peerClosed(context: context) }
             return
         }
+        if delivered { context.fireChannelReadComplete() }
     }
 
     public func channelReadComplete(context: ChannelHandlerContext) {
@@ -293,6 +368,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         let buffer = unwrapOutboundIn(data)
         switch state {
         case .idle, .handshaking, .active, .inputClosed:
+            if idleTimeout != nil { lastActivity = context.eventLoop.now }
             pendingWrites.append((buffer, promise))
         case .closing, .closed:
             // Tell the writer why the connection ended (a peer's alert, say), not only that it did.
@@ -382,38 +458,36 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 promise?.succeed(())
                 return
             }
-            scheduleShutdownTimer(context: context)
+            startShutdownWait(context: context)
         case .closing:
             // Already closing: complete this promise with the first close.
             if let promise {
                 if let closePromise { closePromise.futureResult.cascade(to: promise) } else { closePromise = promise }
             }
-            if mode == .all && shutdownTimer == nil {
+            if mode == .all && shutdownDeadline == .distantFuture {
                 // After a half-close, a full close waits only a bounded time for the peer.
-                scheduleShutdownTimer(context: context)
+                startShutdownWait(context: context)
             }
         case .closed where mode == .output:
             // The TLS stream is already over (the peer closed, or it failed): nothing is left to half-close.
             promise?.succeed(())
         case .idle, .handshaking, .closed:
             state = .closed
-            handshakeTimer?.cancel()
+            cancelTimer()
             context.close(mode: mode, promise: promise)
         }
     }
 
-    private func scheduleShutdownTimer(context: ChannelHandlerContext) {
-        shutdownTimer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: shutdownTimeout) {
-            [unowned self] in
-            self.finishClose(context: context)
-        }
+    /// Waits at most `shutdownTimeout` for the peer's close_notify.
+    private func startShutdownWait(context: ChannelHandlerContext) {
+        shutdownDeadline = context.eventLoop.now + shutdownTimeout
+        armTimer(context: context, at: shutdownDeadline)
     }
 
     private func finishClose(context: ChannelHandlerContext) {
         guard case .closing = state else { return }
         state = .closed
-        shutdownTimer?.cancel()
-        shutdownTimer = nil
+        cancelTimer()
         let promise = closePromise
         closePromise = nil
         context.close(mode: .all, promise: promise)
@@ -426,11 +500,9 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         if case .closed = state { return }
         state = .closed
         failure = error
-        handshakeTimer?.cancel()
-        shutdownTimer?.cancel()
+        cancelTimer()
         flushSessionOutput(context: context)
-        handshakePromise?.fail(error)
-        failPendingWrites(error)
+        failWaiters(error)
         context.fireErrorCaught(error)
         let promise = closePromise
         closePromise = nil

@@ -9,7 +9,6 @@ final class EchoHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private let peer: String
     private let stream: Bool
     private let quiet: Bool
     private let output: ConsoleOutput
@@ -17,15 +16,20 @@ final class EchoHandler: ChannelInboundHandler {
     private var message: ByteBuffer?
     private var reported = false
 
-    init(peer: String, stream: Bool, quiet: Bool, output: ConsoleOutput) {
-        self.peer = peer
+    /// The peer's address, formatted only when a line names it (not per connection under --quiet).
+    private var peer = "unknown"
+
+    init(stream: Bool, quiet: Bool, output: ConsoleOutput) {
         self.stream = stream
         self.quiet = quiet
         self.output = output
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        if !quiet { output.line("Connection from \(peer)") }
+        if !quiet {
+            peer = context.channel.remoteAddress.map(EchoServer.format) ?? "unknown"
+            output.line("Connection from \(peer)")
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -62,22 +66,23 @@ final class EchoHandler: ChannelInboundHandler {
         case GnuTLSEvent.peerClosedOutput:
             // The client is done: everything it sent has been echoed; answer with close_notify.
             context.close(promise: nil)
-        case let idle as IdleTimeoutEvent:
-            report("closed after \(idle.seconds) s without activity")
+        case GnuTLSEvent.idleTimeout(let seconds):
+            report("closed after \(seconds) s without activity", context: context)
         default:
             context.fireUserInboundEventTriggered(event)
         }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        report("failed: \(describe(error))")
+        report("failed: \(describe(error))", context: context)
         context.close(promise: nil)
     }
 
     /// One line per failed connection, even with --quiet: failures are never silent.
-    private func report(_ what: String) {
+    private func report(_ what: String, context: ChannelHandlerContext) {
         guard !reported else { return }
         reported = true
+        if quiet { peer = context.channel.remoteAddress.map(EchoServer.format) ?? "unknown" }
         output.line("Connection from \(peer) \(what)")
     }
 }

@@ -55,8 +55,8 @@ final class EchoServer: Sendable {
         ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            // No child options: accepted sockets inherit TCP_NODELAY from the listening socket (NIO sets it),
+            // and every option set per child costs a system call and allocations per connection.
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try self.initialize(channel)
@@ -66,7 +66,6 @@ final class EchoServer: Sendable {
 
     /// Sets up one accepted connection, or refuses it when the limit is reached.
     private func initialize(_ channel: any Channel) throws {
-        let peer = channel.remoteAddress.map(Self.format) ?? "unknown"
         let id = ObjectIdentifier(channel)
         let admitted = connections.withLockedValue { open -> Bool in
             guard open.count < maxConnections else { return false }
@@ -74,6 +73,7 @@ final class EchoServer: Sendable {
             return true
         }
         guard admitted else {
+            let peer = channel.remoteAddress.map(Self.format) ?? "unknown"
             output.line("Connection from \(peer) refused: limit of \(maxConnections) open connections reached")
             channel.close(promise: nil)
             return
@@ -85,9 +85,8 @@ final class EchoServer: Sendable {
         try sync.addHandler(
             GnuTLSHandler(
                 context: context, handshakeTimeout: handshakeTimeout, shutdownTimeout: .seconds(3),
-                allowHalfClosure: true))
-        try sync.addHandler(IdleTimeoutHandler(timeout: idleTimeout))
-        try sync.addHandler(EchoHandler(peer: peer, stream: stream, quiet: quiet, output: output))
+                idleTimeout: idleTimeout, allowHalfClosure: true))
+        try sync.addHandler(EchoHandler(stream: stream, quiet: quiet, output: output))
     }
 
     /// Stops accepting, closes open connections with close_notify, and waits for them up to `deadline`.
@@ -116,55 +115,4 @@ final class EchoServer: Sendable {
         guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
         return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
     }
-}
-
-/// Closes a connection that neither sends nor receives for `timeout`.
-final class IdleTimeoutHandler: ChannelDuplexHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    private let timeout: TimeAmount
-    private var lastActivity = NIODeadline.now()
-    private var timer: Scheduled<Void>?
-
-    init(timeout: TimeAmount) { self.timeout = timeout }
-
-    func handlerAdded(context: ChannelHandlerContext) { schedule(context: context, in: timeout) }
-
-    func handlerRemoved(context: ChannelHandlerContext) { timer?.cancel() }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        timer?.cancel()
-        context.fireChannelInactive()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        lastActivity = .now()
-        context.fireChannelRead(data)
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        lastActivity = .now()
-        context.write(data, promise: promise)
-    }
-
-    /// One timer per connection, re-armed lazily: activity only records a time stamp.
-    private func schedule(context: ChannelHandlerContext, in delay: TimeAmount) {
-        timer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: delay) { [self] in
-            let idle = NIODeadline.now() - lastActivity
-            if idle >= timeout {
-                context.fireUserInboundEventTriggered(IdleTimeoutEvent(seconds: Int(timeout.nanoseconds / 1_000_000_000)))
-                context.close(promise: nil)
-            } else {
-                schedule(context: context, in: timeout - idle)
-            }
-        }
-    }
-}
-
-/// Fired when ``IdleTimeoutHandler`` closes a connection.
-struct IdleTimeoutEvent {
-    let seconds: Int
 }

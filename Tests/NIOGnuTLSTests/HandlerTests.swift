@@ -209,3 +209,52 @@ final class ChannelPair {
         #expect((pair.serverRecorder.errors.first as? TLSError)?.kind == .alertReceived)
     }
 }
+
+@Suite struct HandlerTimerTests {
+    let pki = HandlerPKI.shared
+
+    @Test func idleConnectionsAreClosedAndActivityKeepsThemOpen() throws {
+        let client = EmbeddedChannel()
+        let server = EmbeddedChannel()
+        let recorder = Recorder()
+        try client.pipeline.syncOperations.addHandler(GnuTLSHandler(context: pki.clientContext()))
+        try server.pipeline.syncOperations.addHandler(
+            GnuTLSHandler(context: pki.serverContext(), idleTimeout: .seconds(30)))
+        try server.pipeline.syncOperations.addHandler(recorder)
+        try server.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try client.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2)).wait()
+        func pump() throws {
+            for _ in 0..<20 {
+                var moved = false
+                while let b = try client.readOutbound(as: ByteBuffer.self) { moved = true; try server.writeInbound(b) }
+                while let b = try server.readOutbound(as: ByteBuffer.self) { moved = true; if client.isActive { try client.writeInbound(b) } }
+                if !moved { break }
+            }
+        }
+        try pump()
+        #expect(recorder.handshakeInfo != nil)
+        // Activity at 20 s pushes the deadline to 50 s.
+        server.embeddedEventLoop.advanceTime(by: .seconds(20))
+        try client.writeAndFlush(ByteBuffer(string: "still here")).wait()
+        try pump()
+        server.embeddedEventLoop.advanceTime(by: .seconds(25))
+        #expect(server.isActive)
+        server.embeddedEventLoop.advanceTime(by: .seconds(6))
+        try pump()
+        #expect(!server.isActive)
+        #expect(recorder.events.contains { ($0 as? GnuTLSEvent) == .idleTimeout(seconds: 30) })
+    }
+
+    @Test func closeWaitsABoundedTimeForThePeersCloseNotify() throws {
+        let pair = try ChannelPair(clientContext: pki.clientContext(), serverContext: pki.serverContext())
+        try pair.activate()
+        try pair.pump()
+        // The client's close_notify never reaches the server's peer: the server's close completes on the timer.
+        let closed = pair.server.close()
+        pair.server.embeddedEventLoop.advanceTime(by: .seconds(2))
+        #expect(pair.server.isActive)
+        pair.server.embeddedEventLoop.advanceTime(by: .seconds(2))
+        #expect(!pair.server.isActive)
+        try closed.wait()
+    }
+}
