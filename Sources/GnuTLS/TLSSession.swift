@@ -222,6 +222,12 @@ public final class TLSSession {
     }
 
     fileprivate func push(_ vectors: UnsafePointer<giovec_t>, count: Int) -> Int {
+        if outbound.capacity == 0 {
+            // One allocation that holds a whole handshake flight, instead of growing by doubling.
+            var needed = 0
+            for index in 0..<count { needed += vectors[index].iov_len }
+            outbound.reserveCapacity(max(needed, 4096))
+        }
         var total = 0
         for index in 0..<count {
             let vector = vectors[index]

@@ -89,6 +89,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// The error that ended the connection, given to later writes.
     private var failure: (any Error)?
     private var scratch: ByteBuffer?
+    private var outputBuffer: ByteBuffer?
     private var eventLoop: (any EventLoop)?
 
     /// A future that completes when the handshake does (and fails with its error). Valid once the handler
@@ -420,11 +421,15 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             promise?.succeed(())
             return
         }
-        let buffer = session.withPendingOutput { raw -> ByteBuffer in
-            var buffer = context.channel.allocator.buffer(capacity: raw.count)
+        // Reuse the last output buffer: once the socket has taken it, NIO no longer holds it and clearing it
+        // allocates nothing (if NIO still holds it, copy-on-write gives us fresh storage).
+        var buffer = outputBuffer ?? context.channel.allocator.buffer(capacity: 0)
+        outputBuffer = nil
+        buffer.clear()
+        session.withPendingOutput { raw in
             buffer.writeBytes(raw)
-            return buffer
         }
+        outputBuffer = buffer
         context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
     }
 

@@ -19,10 +19,17 @@ final class EchoHandler: ChannelInboundHandler {
     /// The peer's address, formatted only when a line names it (not per connection under --quiet).
     private var peer = "unknown"
 
-    init(stream: Bool, quiet: Bool, output: ConsoleOutput) {
+    private let openConnections: ConnectionCounter
+
+    init(stream: Bool, quiet: Bool, output: ConsoleOutput, openConnections: ConnectionCounter) {
+        self.openConnections = openConnections
         self.stream = stream
         self.quiet = quiet
         self.output = output
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        openConnections.release()
     }
 
     func handlerAdded(context: ChannelHandlerContext) {

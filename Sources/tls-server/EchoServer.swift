@@ -1,3 +1,4 @@
+import Atomics
 import Foundation
 import GnuTLS
 import NIOConcurrencyHelpers
@@ -18,7 +19,8 @@ final class EchoServer: Sendable {
     let handshakeTimeout: TimeAmount
 
     private let listeners = NIOLockedValueBox<[any Channel]>([])
-    private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+    /// Open connections, counted across event loops without a lock.
+    private let openConnections: ConnectionCounter
 
     init(
         context: TLSContext, group: MultiThreadedEventLoopGroup, output: ConsoleOutput, stream: Bool, quiet: Bool,
@@ -32,6 +34,7 @@ final class EchoServer: Sendable {
         self.maxConnections = maxConnections
         self.idleTimeout = idleTimeout
         self.handshakeTimeout = handshakeTimeout
+        self.openConnections = ConnectionCounter(limit: maxConnections)
     }
 
     /// Binds `host` ('localhost' means both 127.0.0.1 and ::1) and returns the port.
@@ -66,53 +69,50 @@ final class EchoServer: Sendable {
 
     /// Sets up one accepted connection, or refuses it when the limit is reached.
     private func initialize(_ channel: any Channel) throws {
-        let id = ObjectIdentifier(channel)
-        let admitted = connections.withLockedValue { open -> Bool in
-            guard open.count < maxConnections else { return false }
-            open[id] = channel
-            return true
-        }
-        guard admitted else {
+        guard openConnections.acquire() else {
             let peer = channel.remoteAddress.map(Self.format) ?? "unknown"
             output.line("Connection from \(peer) refused: limit of \(maxConnections) open connections reached")
             channel.close(promise: nil)
             return
-        }
-        channel.closeFuture.whenComplete { [connections] _ in
-            _ = connections.withLockedValue { $0.removeValue(forKey: id) }
         }
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(
             GnuTLSHandler(
                 context: context, handshakeTimeout: handshakeTimeout, shutdownTimeout: .seconds(3),
                 idleTimeout: idleTimeout, allowHalfClosure: true))
-        try sync.addHandler(EchoHandler(stream: stream, quiet: quiet, output: output))
+        try sync.addHandler(EchoHandler(stream: stream, quiet: quiet, output: output, openConnections: openConnections))
     }
 
-    /// Stops accepting, closes open connections with close_notify, and waits for them up to `deadline`.
-    func shutdown(deadline: TimeAmount) async {
+    /// Stops accepting, then shuts the event loops down: NIO closes every open connection, each handler sends
+    /// close_notify and waits at most its shutdown timeout (3 s) for the peer's.
+    func shutdown() async {
         let listening = listeners.withLockedValue { $0 }
         for channel in listening { try? await channel.close() }
-        let open = connections.withLockedValue { Array($0.values) }
-        let closes = open.map { channel -> EventLoopFuture<Void> in
-            channel.close(promise: nil)
-            return channel.closeFuture
-        }
-        guard !closes.isEmpty else { return }
-        let loop = group.any()
-        let done = loop.makePromise(of: Void.self)
-        let completed = NIOLockedValueBox(false)
-        let finish: @Sendable () -> Void = {
-            if completed.withLockedValue({ old in defer { old = true }; return !old }) { done.succeed(()) }
-        }
-        EventLoopFuture.andAllComplete(closes, on: loop).whenComplete { _ in finish() }
-        let timeout = loop.scheduleTask(in: deadline) { finish() }
-        try? await done.futureResult.get()
-        timeout.cancel()
+        try? await group.shutdownGracefully()
     }
 
     static func format(_ address: SocketAddress) -> String {
         guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
         return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+}
+
+/// Counts open connections against a limit; shared by every event loop.
+final class ConnectionCounter: Sendable {
+    private let count = ManagedAtomic(0)
+    let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Takes a slot, or returns false when all `limit` are taken.
+    func acquire() -> Bool {
+        if count.wrappingIncrementThenLoad(ordering: .relaxed) <= limit { return true }
+        count.wrappingDecrement(ordering: .relaxed)
+        return false
+    }
+
+    /// Gives a slot back.
+    func release() {
+        count.wrappingDecrement(ordering: .relaxed)
     }
 }

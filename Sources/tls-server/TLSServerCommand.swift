@@ -83,8 +83,7 @@ struct TLSServerCommand: AsyncParsableCommand {
 
         await waitForTerminationSignal()
         output.line("tls-server: shutting down")
-        await server.shutdown(deadline: .seconds(3))
-        try? await group.shutdownGracefully()
+        await server.shutdown()
     }
 
     /// The library configuration these options describe.
