@@ -1,6 +1,9 @@
 internal import CGnuTLS
 
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An X.509 certificate, parsed once and inspected through plain Swift values.
 ///
@@ -66,7 +69,7 @@ public struct Certificate: Sendable, Hashable, CustomStringConvertible {
         var serial = [UInt8](repeating: 0, count: 64)
         var serialSize = serial.count
         if gnutls_x509_crt_get_serial(crt, &serial, &serialSize) == 0 {
-            self.serialNumber = serial.prefix(serialSize).map { String(format: "%02x", $0) }.joined()
+            self.serialNumber = Hex.encode(serial.prefix(serialSize))
         } else {
             self.serialNumber = ""
         }
@@ -140,7 +143,7 @@ public struct Certificate: Sendable, Hashable, CustomStringConvertible {
 
     /// The SHA-256 of the public key as lowercase hexadecimal.
     public var publicKeySHA256Hex: String {
-        publicKeySHA256.map { String(format: "%02x", $0) }.joined()
+        Hex.encode(publicKeySHA256)
     }
 
     /// Whether the subject and issuer names are the same (a self-signed or self-issued certificate).
@@ -270,5 +273,18 @@ enum IPAddress {
         let ok = bytes.withUnsafeBytes { raw in inet_ntop(family, raw.baseAddress, &out, socklen_t(out.count)) }
         guard ok != nil else { return nil }
         return out.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+}
+
+/// Lowercase hexadecimal, without Foundation's String(format:).
+enum Hex {
+    static func encode(_ bytes: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for byte in bytes {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -1,6 +1,9 @@
 internal import CGnuTLS
 
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A small certificate authority made in memory, for development servers and tests.
 ///

@@ -1,6 +1,9 @@
 internal import CGnuTLS
 
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Reading and writing the files the library deals in (certificates, keys), with errors that name the file.
 enum FileBytes {

@@ -1,6 +1,9 @@
 internal import CGnuTLS
 
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A private key (RSA, ECDSA or EdDSA), held as unencrypted PKCS #8 DER.
 ///

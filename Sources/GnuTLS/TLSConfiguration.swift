@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Everything a TLS endpoint needs to know, as a plain value with secure defaults.
 ///

@@ -1,6 +1,9 @@
 internal import CGnuTLS
 
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A configuration made ready for use: credentials loaded, trust loaded, priority string compiled.
 ///

@@ -1,6 +1,9 @@
 internal import CGnuTLS
 
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The one error type of the library.
 ///
@@ -242,9 +245,7 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
     }
 
     static func format(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: date)
+        date.formatted(.iso8601)
     }
 
     /// Decodes GnuTLS verification status bits against the peer's chain.

@@ -1,6 +1,9 @@
 internal import CGnuTLS
 
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One connection's TLS engine, sans-I/O.
 ///
@@ -211,6 +214,16 @@ public final class TLSSession {
         withPendingOutput { Array($0) }
     }
 
+    /// Frees the input and output buffers when they hold nothing: a connection that goes quiet after its
+    /// handshake then keeps no buffer memory. They are made again on first use.
+    public func releaseEmptyBuffers() {
+        if inbound.count == inboundStart {
+            inbound = []
+            inboundStart = 0
+        }
+        if outbound.isEmpty { outbound = [] }
+    }
+
     private func compactInbound() {
         if inboundStart > 0 && inboundStart == inbound.count {
             inbound.removeAll(keepingCapacity: true)
@@ -223,10 +236,11 @@ public final class TLSSession {
 
     fileprivate func push(_ vectors: UnsafePointer<giovec_t>, count: Int) -> Int {
         if outbound.capacity == 0 {
-            // One allocation that holds a whole handshake flight, instead of growing by doubling.
+            // One allocation for what this push brings (a handshake flight is pushed at once), instead of
+            // growing by doubling from nothing.
             var needed = 0
             for index in 0..<count { needed += vectors[index].iov_len }
-            outbound.reserveCapacity(max(needed, 4096))
+            outbound.reserveCapacity(needed)
         }
         var total = 0
         for index in 0..<count {

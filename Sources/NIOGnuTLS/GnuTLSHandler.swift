@@ -296,6 +296,11 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 TLSUserEvent.handshakeCompleted(negotiatedProtocol: info.applicationProtocol))
             handshakePromise?.succeed(info)
             handshakePromise = nil
+            if pendingWrites.isEmpty {
+                // Many connections go quiet after the handshake: keep no buffers for them until data moves.
+                session.releaseEmptyBuffers()
+                outputBuffer = nil
+            }
             flushPendingWrites(context: context)
         } catch {
             fail(error, context: context)

@@ -1,5 +1,4 @@
 import Atomics
-import Foundation
 import GnuTLS
 import NIOConcurrencyHelpers
 import NIOCore

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import Dispatch
+import FoundationEssentials
 import GnuTLS
 import NIOCore
 import NIOGnuTLS
@@ -116,11 +117,11 @@ struct TLSServerCommand: AsyncParsableCommand {
                 reason: "'\(haveCertificate ? key : cert)' is missing while '\(haveCertificate ? cert : key)' exists; "
                     + "remove the other one to have development certificates made anew")
         }
-        let folder = (cert as NSString).deletingLastPathComponent
+        let folder = cert.contains("/") ? String(cert[..<(cert.lastIndex(of: "/") ?? cert.endIndex)]) : "."
         do {
             try manager.createDirectory(atPath: folder, withIntermediateDirectories: true)
         } catch {
-            throw TLSError(kind: .configuration, reason: "cannot create '\(folder)': \(error.localizedDescription)")
+            throw TLSError(kind: .configuration, reason: "cannot create '\(folder)': \(error)")
         }
         let ca = try CertificateAuthority.generate()
         let issued = try ca.issue(commonName: "localhost", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1", "::1"])

@@ -1,9 +1,9 @@
 import Foundation
 
 /// Standard input as an async sequence of chunks, read on a thread of its own so no event loop ever blocks.
-public enum StandardInput {
+enum StandardInput {
     /// Chunks of up to 64 KiB until end of input (or a read error).
-    public static func chunks() -> AsyncStream<[UInt8]> {
+    static func chunks() -> AsyncStream<[UInt8]> {
         AsyncStream(bufferingPolicy: .bufferingOldest(16)) { continuation in
             let thread = Thread {
                 var buffer = [UInt8](repeating: 0, count: 65536)
@@ -24,10 +24,10 @@ public enum StandardInput {
 }
 
 /// The time limit ran out.
-public struct TimeoutError: Error {}
+struct TimeoutError: Error {}
 
 /// Runs `body`, throwing ``TimeoutError`` if it takes longer than `seconds` (no limit when nil).
-public func withTimeout<T: Sendable>(_ seconds: Int?, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+func withTimeout<T: Sendable>(_ seconds: Int?, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
     guard let seconds else { return try await body() }
     return try await withThrowingTaskGroup(of: T.self) { group in
         group.addTask { try await body() }
