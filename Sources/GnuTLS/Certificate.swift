@@ -21,6 +21,7 @@ public struct Certificate: Sendable, Hashable, CustomStringConvertible {
         /// A URI.
         case uri(String)
 
+        /// The name prefixed by its kind, for example `DNS:example.com` or `IP:192.0.2.1`.
         public var description: String {
             switch self {
             case .dns(let name): return "DNS:\(name)"
@@ -164,6 +165,7 @@ public struct Certificate: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The subject, issuer and alternative names, for logging.
     public var description: String {
         "Certificate(subject: \(subject), issuer: \(issuer), names: \(alternativeNames.map(\.description)))"
     }

@@ -102,6 +102,7 @@ public struct TLSConfiguration: Sendable {
             }
         }
 
+        /// The profile's name and the TLS versions it allows, or the raw string of a custom policy.
         public var description: String {
             switch self {
             case .intermediate: return "intermediate (TLS 1.3, 1.2)"

@@ -198,6 +198,7 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
         /// Another reason, as GnuTLS words it.
         case other(String)
 
+        /// The reason as a short lowercase phrase, so that several can be joined into one sentence.
         public var description: String {
             switch self {
             case .expired(let date): return "certificate expired on \(VerificationFailure.format(date))"

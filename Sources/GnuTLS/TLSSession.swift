@@ -609,9 +609,13 @@ public final class TLSSession {
 
 /// A TLS protocol version.
 public enum TLSVersion: String, Sendable, Hashable, CustomStringConvertible {
+    /// TLS 1.0 (RFC 2246), deprecated by RFC 8996. Only a custom policy can allow it.
     case tls10 = "TLS 1.0"
+    /// TLS 1.1 (RFC 4346), deprecated by RFC 8996. Only a custom policy can allow it.
     case tls11 = "TLS 1.1"
+    /// TLS 1.2 (RFC 5246).
     case tls12 = "TLS 1.2"
+    /// TLS 1.3 (RFC 8446).
     case tls13 = "TLS 1.3"
 
     init?(_ protocol: gnutls_protocol_t) {
@@ -624,6 +628,7 @@ public enum TLSVersion: String, Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The version's usual name, for example `TLS 1.3`.
     public var description: String { rawValue }
 
     /// The version's value on the wire (0x0303 for TLS 1.2).

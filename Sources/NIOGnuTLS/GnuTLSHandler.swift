@@ -51,9 +51,13 @@ public enum GnuTLSEvent: Sendable, Equatable {
 ///
 /// The same role as swift-nio-ssl's `NIOSSLHandler`: put it first in the pipeline of a client or server channel.
 public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    /// Ciphertext read from the channel.
     public typealias InboundIn = ByteBuffer
+    /// Plaintext passed up the pipeline.
     public typealias InboundOut = ByteBuffer
+    /// Plaintext written by the handlers after this one.
     public typealias OutboundIn = ByteBuffer
+    /// Ciphertext written to the channel.
     public typealias OutboundOut = ByteBuffer
 
     private enum State {
@@ -139,11 +143,14 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     // MARK: - Lifecycle
 
+    /// Remembers the event loop, and starts the handshake at once if the channel is already active.
     public func handlerAdded(context: ChannelHandlerContext) {
         eventLoop = context.eventLoop
         if context.channel.isActive { startHandshake(context: context) }
     }
 
+    /// Cancels the timer and fails the handshake future and any pending writes: the handler can no longer
+    /// complete them.
     public func handlerRemoved(context: ChannelHandlerContext) {
         cancelTimer()
         failWaiters(ChannelError.ioOnClosedChannel)
@@ -158,11 +165,14 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         failPendingWrites(error)
     }
 
+    /// Starts the handshake (a client sends its ClientHello), then passes the event on.
     public func channelActive(context: ChannelHandlerContext) {
         startHandshake(context: context)
         context.fireChannelActive()
     }
 
+    /// Reports a transport that ended without close_notify as truncation, fails whatever is still waiting,
+    /// and passes the event on.
     public func channelInactive(context: ChannelHandlerContext) {
         switch state {
         case .handshaking, .active:
@@ -246,6 +256,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     // MARK: - Inbound
 
+    /// Feeds the ciphertext to the session and passes up any plaintext it decrypts.
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         switch state {
@@ -258,6 +269,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
     }
 
+    /// Takes the transport's `ChannelEvent.inputClosed` as the end of the ciphertext and does not pass it on;
+    /// every other event is passed on.
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, event == .inputClosed {
             // The transport's read side ended (half-closure enabled on the socket).
@@ -342,6 +355,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         if delivered { context.fireChannelReadComplete() }
     }
 
+    /// Sends any records the reads produced (handshake messages, alerts). Read completion is passed on only
+    /// when plaintext was delivered.
     public func channelReadComplete(context: ChannelHandlerContext) {
         // Read completion is announced by readPlaintext when plaintext was delivered.
         flushSessionOutput(context: context)
@@ -370,6 +385,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     // MARK: - Outbound
 
+    /// Queues plaintext to be encrypted by the next flush, or when the handshake completes. Once the connection
+    /// is closing or closed, fails the promise (with the error that ended it, if there was one).
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let buffer = unwrapOutboundIn(data)
         switch state {
@@ -382,6 +399,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
     }
 
+    /// Encrypts the queued writes and sends them as one channel write; before the handshake completes, they
+    /// wait for it.
     public func flush(context: ChannelHandlerContext) {
         switch state {
         case .active, .inputClosed: flushPendingWrites(context: context)
@@ -438,6 +457,9 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
     }
 
+    /// Sends close_notify, then closes the channel once the peer's arrives or the shutdown timeout passes.
+    /// `CloseMode.output` only sends close_notify (a half-close); before the handshake completes, the channel
+    /// closes at once.
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         switch state {
         case .active, .inputClosed:
