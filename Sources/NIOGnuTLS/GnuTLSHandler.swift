@@ -451,7 +451,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         outputBuffer = nil
         buffer.clear()
         session.withPendingOutput { raw in
-            buffer.writeBytes(raw)
+            _ = buffer.writeBytes(raw)
         }
         outputBuffer = buffer
         context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
