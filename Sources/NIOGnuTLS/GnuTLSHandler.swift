@@ -527,6 +527,19 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     // MARK: - Errors
 
+    /// Transport errors once our close_notify is out (a peer that resets instead of answering it, as many
+    /// clients do) end the connection quietly: the exchange itself completed. Other errors pass on.
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch state {
+        case .closing where error is IOError:
+            finishClose(context: context)
+        case .closed where error is IOError:
+            return
+        default:
+            context.fireErrorCaught(error)
+        }
+    }
+
     /// A fatal error: send the alert the session queued, report the error, close.
     private func fail(_ error: Error, context: ChannelHandlerContext) {
         if case .closed = state { return }
