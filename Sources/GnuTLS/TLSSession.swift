@@ -428,17 +428,14 @@ public final class TLSSession {
 
     /// Encrypts `bytes` into records in the pending output.
     public func write(_ bytes: some Collection<UInt8>) throws(TLSError) {
-        let contiguous = bytes.withContiguousStorageIfAvailable { raw -> Result<Void, TLSError> in
-            do throws(TLSError) { try write(UnsafeRawBufferPointer(raw)) } catch { return .failure(error) }
-            return .success(())
+        let written = bytes.withContiguousStorageIfAvailable { raw in
+            Result { () throws(TLSError) in try write(UnsafeRawBufferPointer(raw)) }
         }
-        if let contiguous { try contiguous.get(); return }
-        let array = Array(bytes)
-        let result = array.withUnsafeBytes { raw -> Result<Void, TLSError> in
-            do throws(TLSError) { try write(raw) } catch { return .failure(error) }
-            return .success(())
+        guard let written else {
+            // Not contiguous: copy once; an Array always takes the branch above.
+            return try write(Array(bytes))
         }
-        try result.get()
+        try written.get()
     }
 
     /// Starts a TLS 1.2 renegotiation from this side and returns GnuTLS's code with the name of the last alert
