@@ -1,6 +1,6 @@
 import ArgumentParser
-import Dispatch
 import FoundationEssentials
+import Glibc
 import GnuTLS
 import NIOCore
 import NIOGnuTLS
@@ -10,7 +10,7 @@ import TLSCommandSupport
 
 /// tls-server: accepts TLS connections, prints each client's message and sends it back (the skeleton's protocol).
 @main
-struct TLSServerCommand: AsyncParsableCommand {
+struct TLSServerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tls-server",
         abstract: "A TLS echo server on the system's GnuTLS.",
@@ -53,8 +53,13 @@ struct TLSServerCommand: AsyncParsableCommand {
         guard idleTimeout >= 1, handshakeTimeout >= 1 else { throw ValidationError("timeouts must be at least 1 s") }
     }
 
-    func run() async throws {
+    // Synchronous on purpose: the main thread only waits for SIGINT/SIGTERM with sigwait, so the process runs no
+    // Dispatch or Swift-concurrency threads besides NIO's event loops (fewer threads, less memory, and tools
+    // such as valgrind can follow it).
+    func run() throws {
         let output = ConsoleOutput()
+        // Blocked before any thread starts, so every event-loop thread inherits the mask and only sigwait sees them.
+        let signals = TerminationSignals.block()
         if verifyClient != .none && cafile == nil {
             output.error("Error: --verify-client \(verifyClient.rawValue) needs --cafile with the CAs that issue client certificates")
             throw ExitCode.failure
@@ -74,17 +79,17 @@ struct TLSServerCommand: AsyncParsableCommand {
             maxConnections: maxConnections, idleTimeout: .seconds(Int64(idleTimeout)),
             handshakeTimeout: .seconds(Int64(handshakeTimeout)))
         do {
-            let boundPort = try await server.listen(host: host, port: port)
+            let boundPort = try server.listen(host: host, port: port)
             output.line("tls-server: listening on \(host):\(boundPort)")
         } catch {
             output.error("Error: cannot listen on \(host):\(port): \(describe(error))")
-            try? await group.shutdownGracefully()
+            try? group.syncShutdownGracefully()
             throw ExitCode.failure
         }
 
-        await waitForTerminationSignal()
+        signals.wait()
         output.line("tls-server: shutting down")
-        await server.shutdown()
+        server.shutdown()
     }
 
     /// The library configuration these options describe.
@@ -134,33 +139,24 @@ struct TLSServerCommand: AsyncParsableCommand {
     }
 }
 
-/// Waits for SIGINT or SIGTERM.
-func waitForTerminationSignal() async {
-    signal(SIGINT, SIG_IGN)
-    signal(SIGTERM, SIG_IGN)
-    signal(SIGPIPE, SIG_IGN)
-    let queue = DispatchQueue(label: "signals")
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        let resumed = NIOLockedValueBox(false)
-        var sources: [DispatchSourceSignal] = []
-        for number in [SIGINT, SIGTERM] {
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler {
-                let first = resumed.withLockedValue { done -> Bool in
-                    defer { done = true }
-                    return !done
-                }
-                if first { continuation.resume() }
-            }
-            source.resume()
-            sources.append(source)
-        }
-        SignalSources.keep(sources)
-    }
-}
+/// SIGINT and SIGTERM, blocked in every thread and taken by the main thread with sigwait; SIGPIPE ignored.
+struct TerminationSignals {
+    private var set = sigset_t()
 
-/// Keeps signal sources alive for the life of the process.
-enum SignalSources {
-    nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
-    static func keep(_ new: [DispatchSourceSignal]) { sources.append(contentsOf: new) }
+    static func block() -> TerminationSignals {
+        signal(SIGPIPE, SIG_IGN)
+        var signals = TerminationSignals()
+        sigemptyset(&signals.set)
+        sigaddset(&signals.set, SIGINT)
+        sigaddset(&signals.set, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &signals.set, nil)
+        return signals
+    }
+
+    /// Returns when SIGINT or SIGTERM arrives.
+    func wait() {
+        var set = self.set
+        var number: Int32 = 0
+        while sigwait(&set, &number) != 0 {}
+    }
 }
