@@ -411,32 +411,40 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// Encrypts the pending writes into records and sends them as one channel write.
     private func flushPendingWrites(context: ChannelHandlerContext) {
         guard !pendingWrites.isEmpty else { return }
-        let writes = pendingWrites
-        pendingWrites.removeAll(keepingCapacity: true)
-        var promises: [EventLoopPromise<Void>] = []
+        var promise: EventLoopPromise<Void>?
+        guard encryptPendingWrites(context: context, promise: &promise) else { return }
+        flushSessionOutput(context: context, promise: promise)
+    }
+
+    /// Encrypts the pending writes into the session's output without sending it, so that what follows (a
+    /// close_notify, say) can leave in the same channel write. `promise` is set to the promise to complete once
+    /// that output is written. Returns false after a failure, which `fail` has handled.
+    private func encryptPendingWrites(context: ChannelHandlerContext, promise: inout EventLoopPromise<Void>?) -> Bool {
+        let count = pendingWrites.count
+        guard count > 0 else { return true }
         do {
-            if writes.count > 1 { session.cork() }
-            for (buffer, promise) in writes {
-                try buffer.withUnsafeReadableBytes { (raw) throws(TLSError) in try session.write(raw) }
-                if let promise { promises.append(promise) }
+            if count > 1 { session.cork() }
+            for index in 0..<count {
+                try pendingWrites[index].0.withUnsafeReadableBytes { (raw) throws(TLSError) in try session.write(raw) }
             }
-            if writes.count > 1 { try session.uncork() }
+            if count > 1 { try session.uncork() }
         } catch {
-            for promise in promises { promise.fail(error) }
-            for (_, promise) in writes.dropFirst(promises.count) { promise?.fail(error) }
+            let writes = pendingWrites
+            pendingWrites.removeAll(keepingCapacity: true)
+            for (_, promise) in writes { promise?.fail(error) }
             fail(error, context: context)
-            return
+            return false
         }
-        let combined: EventLoopPromise<Void>?
-        switch promises.count {
-        case 0: combined = nil
-        case 1: combined = promises[0]
-        default:
-            let promise = context.eventLoop.makePromise(of: Void.self)
-            for other in promises { promise.futureResult.cascade(to: other) }
-            combined = promise
+        // The first writer's promise stands for the channel write and the others follow it. Iterating in place
+        // and clearing afterwards keeps the array's storage: nothing is allocated per flush.
+        var combined: EventLoopPromise<Void>?
+        for index in 0..<count {
+            guard let next = pendingWrites[index].1 else { continue }
+            if let combined { combined.futureResult.cascade(to: next) } else { combined = next }
         }
-        flushSessionOutput(context: context, promise: combined)
+        pendingWrites.removeAll(keepingCapacity: true)
+        promise = combined
+        return true
     }
 
     /// Sends what the session produced, as one buffer.
@@ -467,7 +475,13 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 context.close(mode: mode, promise: promise)
                 return
             }
-            flushPendingWrites(context: context)
+            // The last writes and the close_notify leave in one channel write.
+            var writesPromise: EventLoopPromise<Void>?
+            guard encryptPendingWrites(context: context, promise: &writesPromise) else {
+                // The failure closes the channel; this close completes with it.
+                if let promise { context.channel.closeFuture.cascade(to: promise) }
+                return
+            }
             let peerAlreadyClosed: Bool
             if case .inputClosed = state { peerAlreadyClosed = true } else { peerAlreadyClosed = false }
             state = .closing
@@ -475,11 +489,11 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             do {
                 try session.close()
             } catch {
-                flushSessionOutput(context: context)
+                flushSessionOutput(context: context, promise: writesPromise)
                 finishClose(context: context)
                 return
             }
-            flushSessionOutput(context: context)
+            flushSessionOutput(context: context, promise: writesPromise)
             if peerAlreadyClosed {
                 finishClose(context: context)
                 return

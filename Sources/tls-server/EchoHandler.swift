@@ -61,7 +61,8 @@ final class EchoHandler: ChannelInboundHandler {
         } else if !answered, let message {
             answered = true
             if !quiet { output.line("Received: \(String(decoding: message.readableBytesView, as: UTF8.self))") }
-            context.writeAndFlush(wrapOutboundOut(message), promise: nil)
+            // Written without a flush: closing sends the reply and close_notify in one packet.
+            context.write(wrapOutboundOut(message), promise: nil)
             context.close(promise: nil)
             self.message = nil
         }

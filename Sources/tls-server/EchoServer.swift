@@ -37,12 +37,12 @@ final class EchoServer: Sendable {
     }
 
     /// Binds `host` ('localhost' means both 127.0.0.1 and ::1) and returns the port.
-    func listen(host: String, port: Int) async throws -> Int {
+    func listen(host: String, port: Int) throws -> Int {
         let addresses = host == "localhost" ? ["127.0.0.1", "::1"] : [host]
         var boundPort = port
         for (index, address) in addresses.enumerated() {
             do {
-                let channel = try await bootstrap().bind(host: address, port: boundPort).get()
+                let channel = try bootstrap().bind(host: address, port: boundPort).wait()
                 listeners.withLockedValue { $0.append(channel) }
                 boundPort = channel.localAddress?.port ?? boundPort
             } catch where index > 0 {
@@ -60,8 +60,12 @@ final class EchoServer: Sendable {
             // No child options: accepted sockets inherit TCP_NODELAY from the listening socket (NIO sets it),
             // and every option set per child costs a system call and allocations per connection.
             .childChannelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture {
+                // makeSucceededVoidFuture is a cached future on NIO's event loops: nothing allocated per accept.
+                do {
                     try self.initialize(channel)
+                    return channel.eventLoop.makeSucceededVoidFuture()
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
                 }
             }
     }
@@ -84,10 +88,10 @@ final class EchoServer: Sendable {
 
     /// Stops accepting, then shuts the event loops down: NIO closes every open connection, each handler sends
     /// close_notify and waits at most its shutdown timeout (3 s) for the peer's.
-    func shutdown() async {
+    func shutdown() {
         let listening = listeners.withLockedValue { $0 }
-        for channel in listening { try? await channel.close() }
-        try? await group.shutdownGracefully()
+        for channel in listening { try? channel.close().wait() }
+        try? group.syncShutdownGracefully()
     }
 
     static func format(_ address: SocketAddress) -> String {

@@ -149,6 +149,28 @@ final class ChannelPair {
         #expect(String(decoding: pair.serverRecorder.received, as: UTF8.self) == (0..<10).map { "part \($0);" }.joined())
     }
 
+    @Test func writesLeftUnflushedAtCloseGoOutWithTheCloseNotifyInOneWrite() throws {
+        let pair = try ChannelPair(clientContext: pki.clientContext(), serverContext: pki.serverContext())
+        try pair.activate()
+        try pair.pump()
+        let before = pair.clientWrites
+        let written = pair.client.write(ByteBuffer(string: "last words"))
+        let closed = pair.client.close()
+        // Move only the client's output: it must be one channel write holding the data and the close_notify.
+        var writes: [ByteBuffer] = []
+        while let buffer = try pair.client.readOutbound(as: ByteBuffer.self) { writes.append(buffer) }
+        #expect(writes.count == 1)
+        pair.clientWrites += writes.count
+        for buffer in writes { try pair.server.writeInbound(buffer) }
+        try pair.pump()
+        try written.wait()
+        try closed.wait()
+        #expect(pair.clientWrites - before == 1)
+        #expect(pair.serverRecorder.received == Array("last words".utf8))
+        #expect(pair.serverRecorder.errors.isEmpty)
+        #expect(!pair.server.isActive)
+    }
+
     @Test func closeSendsCloseNotifyAndThePeerClosesCleanly() throws {
         let pair = try ChannelPair(clientContext: pki.clientContext(), serverContext: pki.serverContext())
         try pair.activate()
