@@ -57,12 +57,9 @@ public final class TLSSession {
     public private(set) var state: State = .handshaking
 
     let session: gnutls_session_t
-    /// Received ciphertext not yet consumed by GnuTLS: `inbound[inboundStart...]`.
-    private var inbound: [UInt8] = []
-    private var inboundStart = 0
-    private var inboundEnded = false
-    /// Ciphertext GnuTLS produced and the caller has not taken yet.
-    private var outbound: [UInt8] = []
+    /// The transport buffers, behind a pointer that is also GnuTLS's transport pointer: the push and pull
+    /// callbacks reach them without touching this object (no reference counting, no exclusivity checks).
+    private let io: UnsafeMutablePointer<TransportBuffers>
     /// The verification name, owned for the session's lifetime as GnuTLS requires.
     private var verifyName: UnsafeMutablePointer<CChar>?
     private var receivedTicket = false
@@ -79,6 +76,8 @@ public final class TLSSession {
         self.serverName = serverName
         // The buffers grow on first use and keep their capacity: no allocation per record once data flows,
         // and an idle connection holds only what its handshake needed.
+        io = .allocate(capacity: 1)
+        io.initialize(to: TransportBuffers(session: session))
 
         // From here on every stored property is set, so deinit releases the session if a step throws.
         try check(gnutls_priority_set(session, context.priority), "cannot apply the priority string")
@@ -86,7 +85,9 @@ public final class TLSSession {
             gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, UnsafeMutableRawPointer(context.credentials)),
             "cannot attach credentials")
         gnutls_handshake_set_timeout(session, 0)
-        gnutls_transport_set_ptr(session, Unmanaged.passUnretained(self).toOpaque())
+        gnutls_transport_set_ptr(session, UnsafeMutableRawPointer(io))
+        // The hooks below reach this object through the session's user pointer.
+        gnutls_session_set_ptr(session, Unmanaged.passUnretained(self).toOpaque())
         gnutls_transport_set_vec_push_function(session, tlsSessionVecPush)
         gnutls_transport_set_pull_function(session, tlsSessionPull)
         gnutls_transport_set_pull_timeout_function(session, tlsSessionPullTimeout)
@@ -108,6 +109,10 @@ public final class TLSSession {
     deinit {
         gnutls_deinit(session)
         free(verifyName)
+        io.pointee.inbound.deallocate()
+        io.pointee.outbound.deallocate()
+        io.deinitialize(count: 1)
+        io.deallocate()
     }
 
     private func configureClient(serverName: String?) throws(TLSError) {
@@ -172,41 +177,40 @@ public final class TLSSession {
 
     /// Hands the session bytes received from the peer.
     public func feed(_ bytes: UnsafeRawBufferPointer) {
-        guard bytes.count > 0 else { return }
-        compactInbound()
-        inbound.append(contentsOf: bytes)
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        io.pointee.inbound.append(base, count: bytes.count)
     }
 
     /// Hands the session bytes received from the peer.
     public func feed(_ bytes: some Sequence<UInt8>) {
-        compactInbound()
-        inbound.append(contentsOf: bytes)
+        let contiguous = Array(bytes)
+        contiguous.withUnsafeBytes { feed($0) }
     }
 
     /// Tells the session the transport will deliver no more bytes. A stream that ends without the peer's
     /// close_notify is reported as truncation, not as a clean close.
     public func feedEndOfInput() {
-        inboundEnded = true
+        io.pointee.inboundEnded = true
     }
 
     /// The number of received bytes the session has not consumed yet.
-    public var bufferedInputCount: Int { inbound.count - inboundStart }
+    public var bufferedInputCount: Int { io.pointee.inbound.count }
 
     /// The number of decrypted bytes GnuTLS holds that ``read(into:)`` has not returned yet.
     public var bufferedPlaintextCount: Int { Int(gnutls_record_check_pending(session)) }
 
     /// Whether ``read(into:)`` could make progress: input or plaintext is buffered, or the input has ended
     /// (which a read turns into a clean close or a truncation error).
-    public var canRead: Bool { bufferedInputCount > 0 || inboundEnded || bufferedPlaintextCount > 0 }
+    public var canRead: Bool { io.pointee.hasInput || bufferedPlaintextCount > 0 }
 
     /// Whether the session has bytes waiting to be sent.
-    public var hasPendingOutput: Bool { !outbound.isEmpty }
+    public var hasPendingOutput: Bool { !io.pointee.outbound.isEmpty }
 
     /// Lends the pending output to `body` (for example to copy it into a network buffer), then discards it.
     /// The buffer is reused for later output, so no allocation happens per record.
     public func withPendingOutput<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        defer { outbound.removeAll(keepingCapacity: true) }
-        return try outbound.withUnsafeBytes(body)
+        defer { io.pointee.outbound.removeAll() }
+        return try body(io.pointee.outbound.bytes)
     }
 
     /// Returns and discards the pending output.
@@ -217,61 +221,10 @@ public final class TLSSession {
     /// Frees the input and output buffers when they hold nothing: a connection that goes quiet after its
     /// handshake then keeps no buffer memory. They are made again on first use.
     public func releaseEmptyBuffers() {
-        if inbound.count == inboundStart {
-            inbound = []
-            inboundStart = 0
-        }
-        if outbound.isEmpty { outbound = [] }
+        io.pointee.inbound.releaseIfEmpty()
+        io.pointee.outbound.releaseIfEmpty()
     }
 
-    private func compactInbound() {
-        if inboundStart > 0 && inboundStart == inbound.count {
-            inbound.removeAll(keepingCapacity: true)
-            inboundStart = 0
-        } else if inboundStart >= 16 * 1024 && inboundStart * 2 >= inbound.count {
-            inbound.removeSubrange(0..<inboundStart)
-            inboundStart = 0
-        }
-    }
-
-    fileprivate func push(_ vectors: UnsafePointer<giovec_t>, count: Int) -> Int {
-        if outbound.capacity == 0 {
-            // One allocation for what this push brings (a handshake flight is pushed at once), instead of
-            // growing by doubling from nothing.
-            var needed = 0
-            for index in 0..<count { needed += vectors[index].iov_len }
-            outbound.reserveCapacity(needed)
-        }
-        var total = 0
-        for index in 0..<count {
-            let vector = vectors[index]
-            guard let base = vector.iov_base, vector.iov_len > 0 else { continue }
-            outbound.append(contentsOf: UnsafeRawBufferPointer(start: base, count: vector.iov_len))
-            total += vector.iov_len
-        }
-        return total
-    }
-
-    fileprivate func pull(into destination: UnsafeMutableRawPointer, capacity: Int) -> Int {
-        let available = inbound.count - inboundStart
-        if available == 0 {
-            if inboundEnded { return 0 }
-            gnutls_transport_set_errno(session, EAGAIN)
-            return -1
-        }
-        let n = min(available, capacity)
-        inbound.withUnsafeBytes { raw in
-            destination.copyMemory(from: raw.baseAddress! + inboundStart, byteCount: n)
-        }
-        inboundStart += n
-        if inboundStart == inbound.count {
-            inbound.removeAll(keepingCapacity: true)
-            inboundStart = 0
-        }
-        return n
-    }
-
-    fileprivate var hasBufferedInput: Bool { inbound.count > inboundStart || inboundEnded }
 
     fileprivate func noteTicket() { receivedTicket = true }
 
@@ -653,39 +606,56 @@ extension TLSContext {
 
 private func tlsSessionVecPush(_ pointer: gnutls_transport_ptr_t?, _ vectors: UnsafePointer<giovec_t>?, _ count: Int32) -> Int {
     guard let pointer, let vectors else { return 0 }
-    let session = Unmanaged<TLSSession>.fromOpaque(pointer).takeUnretainedValue()
-    return session.push(vectors, count: Int(count))
+    let io = pointer.assumingMemoryBound(to: TransportBuffers.self)
+    var total = 0
+    for index in 0..<Int(count) { total += vectors[index].iov_len }
+    // One reservation for everything this push brings (a handshake flight comes at once).
+    io.pointee.outbound.reserve(total)
+    for index in 0..<Int(count) {
+        let vector = vectors[index]
+        guard let base = vector.iov_base, vector.iov_len > 0 else { continue }
+        io.pointee.outbound.append(base, count: vector.iov_len)
+    }
+    return total
 }
 
 private func tlsSessionPull(_ pointer: gnutls_transport_ptr_t?, _ destination: UnsafeMutableRawPointer?, _ capacity: Int) -> Int {
     guard let pointer, let destination else { return -1 }
-    let session = Unmanaged<TLSSession>.fromOpaque(pointer).takeUnretainedValue()
-    return session.pull(into: destination, capacity: capacity)
+    let io = pointer.assumingMemoryBound(to: TransportBuffers.self)
+    let n = io.pointee.inbound.take(into: destination, capacity: capacity)
+    if n > 0 { return n }
+    if io.pointee.inboundEnded { return 0 }
+    gnutls_transport_set_errno(io.pointee.session, EAGAIN)
+    return -1
 }
 
 private func tlsSessionPullTimeout(_ pointer: gnutls_transport_ptr_t?, _ milliseconds: UInt32) -> Int32 {
     guard let pointer else { return 0 }
-    let session = Unmanaged<TLSSession>.fromOpaque(pointer).takeUnretainedValue()
-    return session.hasBufferedInput ? 1 : 0
+    return pointer.assumingMemoryBound(to: TransportBuffers.self).pointee.hasInput ? 1 : 0
+}
+
+/// The session object behind a GnuTLS session (set with gnutls_session_set_ptr).
+private func owner(of session: gnutls_session_t) -> TLSSession? {
+    guard let pointer = gnutls_session_get_ptr(session) else { return nil }
+    return Unmanaged<TLSSession>.fromOpaque(pointer).takeUnretainedValue()
 }
 
 private func tlsSessionTicketHook(
     _ session: gnutls_session_t?, _ htype: UInt32, _ when: UInt32, _ incoming: UInt32, _ message: UnsafePointer<gnutls_datum_t>?
 ) -> Int32 {
-    guard let session, let pointer = gnutls_transport_get_ptr(session) else { return 0 }
-    Unmanaged<TLSSession>.fromOpaque(pointer).takeUnretainedValue().noteTicket()
+    guard let session else { return 0 }
+    owner(of: session)?.noteTicket()
     return 0
 }
 
 /// Verify-if-given: a client that sends no certificate passes; one that sends a certificate must verify.
 private func tlsSessionVerifyIfGiven(_ session: gnutls_session_t?) -> Int32 {
-    guard let session, let pointer = gnutls_transport_get_ptr(session) else { return GNUTLS_E_CERTIFICATE_ERROR }
+    guard let session, let owner = owner(of: session) else { return GNUTLS_E_CERTIFICATE_ERROR }
     var count: UInt32 = 0
     guard gnutls_certificate_get_peers(session, &count) != nil, count > 0 else { return 0 }
     var status: UInt32 = 0
     let rc = gnutls_certificate_verify_peers2(session, &status)
     if rc == 0 && status == 0 { return 0 }
-    let owner = Unmanaged<TLSSession>.fromOpaque(pointer).takeUnretainedValue()
     owner.callbackVerifyStatus = rc == 0 ? status : UInt32(GNUTLS_CERT_INVALID.rawValue)
     return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR
 }
@@ -694,13 +664,106 @@ private func tlsSessionVerifyIfGiven(_ session: gnutls_session_t?) -> Int32 {
 private func tlsSessionClientHelloHook(
     _ session: gnutls_session_t?, _ htype: UInt32, _ when: UInt32, _ incoming: UInt32, _ message: UnsafePointer<gnutls_datum_t>?
 ) -> Int32 {
-    guard let session, incoming != 0, let message, let data = message.pointee.data,
-        let pointer = gnutls_transport_get_ptr(session)
+    guard let session, incoming != 0, let message, let data = message.pointee.data, let owner = owner(of: session)
     else { return 0 }
-    let owner = Unmanaged<TLSSession>.fromOpaque(pointer).takeUnretainedValue()
     let body = UnsafeRawBufferPointer(start: data, count: Int(message.pointee.size))
     if let hello = ClientHelloVersions(body: body) {
         owner.clientOffersNoAcceptableVersion = hello.offered & owner.context.enabledVersionBits == 0
     }
     return 0
+}
+
+// MARK: - Transport buffers
+
+/// What the transport callbacks touch: received ciphertext GnuTLS has not consumed, and ciphertext GnuTLS
+/// produced that the caller has not taken. Plain memory, so a callback costs no reference counting.
+struct TransportBuffers {
+    let session: gnutls_session_t
+    var inbound = ByteQueue()
+    var outbound = ByteQueue()
+    /// The transport will deliver no more bytes.
+    var inboundEnded = false
+
+    init(session: gnutls_session_t) { self.session = session }
+
+    /// Whether a pull can make progress: bytes are buffered or the input has ended.
+    var hasInput: Bool { !inbound.isEmpty || inboundEnded }
+}
+
+/// A growable byte queue in memory it allocates itself: bytes are appended at the end and taken from the
+/// front. It keeps its capacity (no allocation per record once data flows) until `releaseIfEmpty`.
+struct ByteQueue {
+    private var base: UnsafeMutableRawPointer?
+    private var start = 0
+    private var end = 0
+    private var capacity = 0
+
+    var count: Int { end - start }
+    var isEmpty: Bool { start == end }
+
+    /// The queued bytes (valid until the next mutation).
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base.map { $0 + start }, count: end - start) }
+
+    /// Makes room for `extra` more bytes.
+    mutating func reserve(_ extra: Int) {
+        let live = end - start
+        if end + extra <= capacity { return }
+        if let base, live + extra <= capacity {
+            // Enough room once the consumed front is reclaimed.
+            if live > 0 { memmove(base, base + start, live) }
+            start = 0
+            end = live
+            return
+        }
+        // Grow geometrically, so a stream of appends costs amortized constant time.
+        let newCapacity = max(live + extra, capacity * 2)
+        let newBase = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 16)
+        if let base, live > 0 { newBase.copyMemory(from: base + start, byteCount: live) }
+        base?.deallocate()
+        base = newBase
+        start = 0
+        end = live
+        capacity = newCapacity
+    }
+
+    mutating func append(_ bytes: UnsafeRawPointer, count: Int) {
+        guard count > 0 else { return }
+        reserve(count)
+        (base! + end).copyMemory(from: bytes, byteCount: count)
+        end += count
+    }
+
+    /// Moves up to `capacity` bytes from the front to `destination`; returns how many.
+    mutating func take(into destination: UnsafeMutableRawPointer, capacity limit: Int) -> Int {
+        let n = min(end - start, limit)
+        guard n > 0, let base else { return 0 }
+        destination.copyMemory(from: base + start, byteCount: n)
+        start += n
+        if start == end {
+            start = 0
+            end = 0
+        }
+        return n
+    }
+
+    /// Empties the queue, keeping its capacity.
+    mutating func removeAll() {
+        start = 0
+        end = 0
+    }
+
+    /// Frees the memory if the queue holds nothing; it is allocated again on the next append.
+    mutating func releaseIfEmpty() {
+        guard isEmpty else { return }
+        deallocate()
+    }
+
+    /// Frees the memory, dropping whatever is queued.
+    mutating func deallocate() {
+        base?.deallocate()
+        base = nil
+        start = 0
+        end = 0
+        capacity = 0
+    }
 }
