@@ -50,7 +50,7 @@ public enum GnuTLSEvent: Sendable, Equatable {
 /// ``TLSError`` of kind ``TLSError/Kind/truncated`` through `errorCaught`, never as a clean close.
 ///
 /// The same role as swift-nio-ssl's `NIOSSLHandler`: put it first in the pipeline of a client or server channel.
-public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
+public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler, DeadlineChecking {
     /// Ciphertext read from the channel.
     public typealias InboundIn = ByteBuffer
     /// Plaintext passed up the pipeline.
@@ -81,10 +81,12 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     private var state: State = .idle
     private var pendingWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
-    /// One timer per connection serves every deadline (handshake, idle, shutdown): it fires at the earliest
-    /// time one could pass, checks them all, and re-arms itself. A short-lived connection schedules one task.
-    private var timer: Scheduled<Void>?
-    private var timerFiresAt: NIODeadline = .distantFuture
+    /// The deadlines (handshake, idle, shutdown) are plain stored times, checked by the event loop's
+    /// ``DeadlineSweeper`` while this handler is registered with it: no scheduled task per connection.
+    private var sweeper: DeadlineSweeper?
+    /// The context the sweeper's checks act on; set only while registered (the sweeper holds the handler).
+    private var sweptContext: ChannelHandlerContext?
+    var sweeperSlot = -1
     private var handshakeDeadline: NIODeadline = .distantFuture
     private var shutdownDeadline: NIODeadline = .distantFuture
     private var lastActivity: NIODeadline = .distantPast
@@ -196,61 +198,50 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         let now = context.eventLoop.now
         lastActivity = now
         handshakeDeadline = now + handshakeTimeout
-        // Fire no later than the shutdown wait could need, so that a connection closing before its handshake
-        // deadline needs no second timer (the check re-arms for whatever deadline is left).
-        armTimer(context: context, at: now + min(handshakeTimeout, shutdownTimeout, idleTimeout ?? handshakeTimeout))
+        watchDeadlines(context: context)
         advanceHandshake(context: context)
     }
 
     // MARK: - Timer
 
-    /// Schedules the connection's timer for `deadline`, unless it already fires at or before it.
-    private func armTimer(context: ChannelHandlerContext, at deadline: NIODeadline) {
-        if timer != nil && timerFiresAt <= deadline { return }
-        timer?.cancel()
-        timerFiresAt = deadline
-        timer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: deadline) { [unowned self] in
-            self.timer = nil
-            self.timerFiresAt = .distantFuture
-            self.checkDeadlines(context: context)
-        }
+    /// Has the event loop's sweeper check this connection's deadlines.
+    private func watchDeadlines(context: ChannelHandlerContext) {
+        if sweeper == nil { sweeper = DeadlineSweeper.of(context.eventLoop) }
+        sweptContext = context
+        // Deadlines are acted on at most an eighth of the shortest timeout late (at most 1 s).
+        let shortest = min(handshakeTimeout, shutdownTimeout, idleTimeout ?? handshakeTimeout)
+        let resolution = TimeAmount.nanoseconds(max(1_000_000, min(1_000_000_000, shortest.nanoseconds / 8)))
+        sweeper?.add(self, resolution: resolution)
     }
 
     private func cancelTimer() {
-        timer?.cancel()
-        timer = nil
-        timerFiresAt = .distantFuture
+        sweeper?.remove(self)
+        sweptContext = nil
     }
 
-    /// Acts on every deadline that has passed, and re-arms for the earliest one left.
-    private func checkDeadlines(context: ChannelHandlerContext) {
-        let now = context.eventLoop.now
+    /// Acts on every deadline that has passed; stops being checked once no deadline applies.
+    func checkDeadlines(now: NIODeadline) {
+        guard let context = sweptContext else { return }
         switch state {
         case .handshaking:
             if now >= handshakeDeadline {
                 let seconds = Double(handshakeTimeout.nanoseconds) / 1e9
                 fail(TLSError(kind: .other, reason: "the handshake did not complete within \(seconds) s"), context: context)
+            }
+        case .active, .inputClosed:
+            guard let idleTimeout else {
+                cancelTimer()
                 return
             }
-            armTimer(context: context, at: handshakeDeadline)
-        case .active, .inputClosed:
-            guard let idleTimeout else { return }
-            let idleDeadline = lastActivity + idleTimeout
-            if now >= idleDeadline {
+            if now >= lastActivity + idleTimeout {
                 let seconds = idleTimeout.nanoseconds / 1_000_000_000
                 context.fireUserInboundEventTriggered(GnuTLSEvent.idleTimeout(seconds: Int(seconds)))
                 context.close(promise: nil)
-                return
             }
-            armTimer(context: context, at: idleDeadline)
         case .closing:
-            if now >= shutdownDeadline {
-                finishClose(context: context)
-                return
-            }
-            armTimer(context: context, at: shutdownDeadline)
+            if now >= shutdownDeadline { finishClose(context: context) }
         case .idle, .closed:
-            return
+            cancelTimer()
         }
     }
 
@@ -527,7 +518,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// Waits at most `shutdownTimeout` for the peer's close_notify.
     private func startShutdownWait(context: ChannelHandlerContext) {
         shutdownDeadline = context.eventLoop.now + shutdownTimeout
-        armTimer(context: context, at: shutdownDeadline)
+        watchDeadlines(context: context)
     }
 
     private func finishClose(context: ChannelHandlerContext) {
