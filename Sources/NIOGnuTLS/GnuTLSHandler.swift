@@ -65,7 +65,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
         case idle
         case handshaking
         case active
-        /// Our close_notify is sent; waiting for the peer's, the transport's end, or the timer.
+        /// Our close_notify is sent; waiting for the peer's, the transport's end, or the shutdown deadline.
         case closing
         /// The peer's close_notify arrived and half-closure is allowed: we may still write.
         case inputClosed
@@ -151,10 +151,10 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
         if context.channel.isActive { startHandshake(context: context) }
     }
 
-    /// Cancels the timer and fails the handshake future and any pending writes: the handler can no longer
+    /// Stops the deadline checks and fails the handshake future and any pending writes: the handler can no longer
     /// complete them.
     public func handlerRemoved(context: ChannelHandlerContext) {
-        cancelTimer()
+        stopDeadlines()
         failWaiters(ChannelError.ioOnClosedChannel)
     }
 
@@ -185,7 +185,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
             break
         }
         if case .closed = state {} else { state = .closed }
-        cancelTimer()
+        stopDeadlines()
         failWaiters(ChannelError.ioOnClosedChannel)
         closePromise?.succeed(())
         closePromise = nil
@@ -214,7 +214,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
         sweeper?.add(self, resolution: resolution)
     }
 
-    private func cancelTimer() {
+    private func stopDeadlines() {
         sweeper?.remove(self)
         sweptContext = nil
     }
@@ -230,7 +230,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
             }
         case .active, .inputClosed:
             guard let idleTimeout else {
-                cancelTimer()
+                stopDeadlines()
                 return
             }
             if now >= lastActivity + idleTimeout {
@@ -241,7 +241,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
         case .closing:
             if now >= shutdownDeadline { finishClose(context: context) }
         case .idle, .closed:
-            cancelTimer()
+            stopDeadlines()
         }
     }
 
@@ -510,7 +510,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
             promise?.succeed(())
         case .idle, .handshaking, .closed:
             state = .closed
-            cancelTimer()
+            stopDeadlines()
             context.close(mode: mode, promise: promise)
         }
     }
@@ -524,7 +524,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
     private func finishClose(context: ChannelHandlerContext) {
         guard case .closing = state else { return }
         state = .closed
-        cancelTimer()
+        stopDeadlines()
         let promise = closePromise
         closePromise = nil
         context.close(mode: .all, promise: promise)
@@ -550,7 +550,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
         if case .closed = state { return }
         state = .closed
         failure = error
-        cancelTimer()
+        stopDeadlines()
         flushSessionOutput(context: context)
         failWaiters(error)
         context.fireErrorCaught(error)
