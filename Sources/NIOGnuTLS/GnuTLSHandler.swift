@@ -294,6 +294,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
             flushSessionOutput(context: context)
             guard status == .complete else { return }
             state = .active
+            // Without an idle timeout an open connection has no deadline left to check.
+            if idleTimeout == nil { stopDeadlines() }
             let info = TLSHandshakeInfo(session)
             context.fireUserInboundEventTriggered(GnuTLSEvent.handshakeCompleted(info))
             context.fireUserInboundEventTriggered(
