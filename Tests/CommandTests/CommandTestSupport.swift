@@ -407,6 +407,22 @@ final class RawTCPConnection: @unchecked Sendable {
         guard sent == bytes.count else { throw HarnessError("send: \(String(cString: strerror(errno)))") }
     }
 
+    /// What the peer has sent so far and not yet been read (empty if nothing is waiting); nil once it closed.
+    func receiveAvailable() -> [UInt8]? {
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if count > 0 {
+                received += chunk[..<count]
+                continue
+            }
+            if count == 0 { return received.isEmpty ? nil : received }
+            if errno == EINTR { continue }
+            return received
+        }
+    }
+
     /// Whether the peer has closed the connection, reading and dropping whatever it sent first.
     /// Returns false while the connection is open and quiet.
     func peerHasClosed() -> Bool {

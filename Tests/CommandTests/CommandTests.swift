@@ -280,6 +280,51 @@ struct CommandTests {
 
     // MARK: 9. Concurrency and garbage
 
+    @Test("On the real event loop: no handshake within --handshake-timeout, then no bytes for --idle-timeout, each closes the connection with a line")
+    func handshakeAndIdleDeadlines() async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(
+            files.serverArguments() + ["--handshake-timeout", "1", "--idle-timeout", "1"], directory: files.url)
+        defer { server.kill() }
+        let clock = ContinuousClock()
+
+        // A client that never sends its ClientHello.
+        let silent = try RawTCPConnection(port: server.port)
+        defer { silent.close() }
+        let silentStart = clock.now
+        #expect(try await silent.waitForPeerClose(timeout: .seconds(5)), "the silent connection was left open")
+        let silentWait = clock.now - silentStart
+        #expect(silentWait >= .milliseconds(900) && silentWait < .seconds(3), "closed after \(silentWait)")
+        #expect(
+            try await server.waitForLine(where: {
+                $0.hasPrefix("Connection from \(silent.peerName) failed: ") && $0.contains("handshake did not complete within 1")
+            }) != nil,
+            "no handshake-timeout line:\n\(server.transcript)")
+
+        // A client that completes its handshake (the library's sans-I/O session over a plain socket), then idles.
+        let idle = try RawTCPConnection(port: server.port)
+        defer { idle.close() }
+        let context = try TLSContext(configuration: .client(trustRoots: .file(files.path("ca.crt"))))
+        let session = try context.makeSession(serverName: "localhost")
+        var complete = false
+        let handshakeDeadline = clock.now + .seconds(5)
+        while !complete && clock.now < handshakeDeadline {
+            complete = try session.handshake() == .complete
+            if session.hasPendingOutput { try idle.send(session.takePendingOutput()) }
+            if complete { break }
+            guard let bytes = idle.receiveAvailable() else { break }
+            if bytes.isEmpty { try await Task.sleep(for: .milliseconds(5)) } else { session.feed(bytes) }
+        }
+        #expect(complete, "the handshake did not complete:\n\(server.transcript)")
+        let idleStart = clock.now
+        #expect(try await idle.waitForPeerClose(timeout: .seconds(5)), "the idle connection was left open")
+        let idleWait = clock.now - idleStart
+        #expect(idleWait >= .milliseconds(900) && idleWait < .seconds(3), "closed after \(idleWait)")
+        #expect(
+            try await server.waitForLine("Connection from \(idle.peerName) closed after 1 s without activity"),
+            "no idle line:\n\(server.transcript)")
+    }
+
     @Test("A silent client does not hold up others; garbage fails one connection, not the server")
     func silentAndGarbageClients() async throws {
         let files = try TestFiles()
