@@ -183,8 +183,8 @@ public final class TLSSession {
 
     /// Hands the session bytes received from the peer.
     public func feed(_ bytes: some Sequence<UInt8>) {
-        let contiguous = Array(bytes)
-        contiguous.withUnsafeBytes { feed($0) }
+        let fed: Void? = bytes.withContiguousStorageIfAvailable { feed(UnsafeRawBufferPointer($0)) }
+        if fed == nil { Array(bytes).withUnsafeBytes { feed($0) } }
     }
 
     /// Tells the session the transport will deliver no more bytes. A stream that ends without the peer's

@@ -202,7 +202,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
         advanceHandshake(context: context)
     }
 
-    // MARK: - Timer
+    // MARK: - Deadlines
 
     /// Has the event loop's sweeper check this connection's deadlines.
     private func watchDeadlines(context: ChannelHandlerContext) {
