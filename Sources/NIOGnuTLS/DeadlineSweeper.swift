@@ -22,7 +22,8 @@ protocol DeadlineChecking: AnyObject {
 /// a deadline is acted on at most one period late (the period is an eighth of the shortest timeout in use,
 /// at most 1 s).
 final class DeadlineSweeper: NIOScheduledCallbackHandler {
-    private let eventLoop: any EventLoop
+    /// Weak: the sweeper (through the thread's registry) must not keep an event loop alive.
+    private weak var eventLoop: (any EventLoop)?
     private var members: [any DeadlineChecking] = []
     private var period: TimeAmount = .seconds(1)
     private var scheduled: NIOScheduledCallback?
@@ -35,9 +36,10 @@ final class DeadlineSweeper: NIOScheduledCallbackHandler {
     static func of(_ eventLoop: any EventLoop) -> DeadlineSweeper {
         let registry = SweeperRegistry.current
         let key = ObjectIdentifier(eventLoop)
-        if let sweeper = registry.sweepers[key] { return sweeper }
+        // The identifier of a loop that is gone can come back for a new loop: check the sweeper is this loop's.
+        if let sweeper = registry.sweepers[key]?.sweeper, sweeper.eventLoop === eventLoop { return sweeper }
         let sweeper = DeadlineSweeper(eventLoop: eventLoop)
-        registry.sweepers[key] = sweeper
+        registry.sweepers[key] = WeakSweeper(sweeper: sweeper)
         return sweeper
     }
 
@@ -82,6 +84,7 @@ final class DeadlineSweeper: NIOScheduledCallbackHandler {
     }
 
     private func schedule() {
+        guard let eventLoop else { return }
         scheduled = try? eventLoop.assumeIsolatedUnsafeUnchecked().scheduleCallback(
             at: eventLoop.now + period, handler: self)
     }
@@ -91,16 +94,18 @@ final class DeadlineSweeper: NIOScheduledCallbackHandler {
         scheduled?.cancel()
         scheduled = nil
         period = .seconds(1)
+        guard let eventLoop else { return }
         let registry = SweeperRegistry.current
         let key = ObjectIdentifier(eventLoop)
-        if registry.sweepers[key] === self { registry.sweepers[key] = nil }
+        if registry.sweepers[key]?.sweeper === self { registry.sweepers[key] = nil }
     }
 }
 
 /// The sweepers used on the current thread, one per event loop. An event loop runs on one thread, so a
-/// thread-local registry needs no lock and two loops never touch the same one.
+/// thread-local registry needs no lock and two loops never touch the same one. It holds them weakly: a sweeper
+/// lives while connections are registered with it (they hold it) or its callback is scheduled.
 final class SweeperRegistry {
-    var sweepers: [ObjectIdentifier: DeadlineSweeper] = [:]
+    var sweepers: [ObjectIdentifier: WeakSweeper] = [:]
 
     private static let key: pthread_key_t = {
         var key = pthread_key_t()
@@ -120,4 +125,8 @@ final class SweeperRegistry {
         pthread_setspecific(key, Unmanaged.passRetained(registry).toOpaque())
         return registry
     }
+}
+
+struct WeakSweeper {
+    weak var sweeper: DeadlineSweeper?
 }

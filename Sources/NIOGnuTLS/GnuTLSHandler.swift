@@ -206,7 +206,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
 
     /// Has the event loop's sweeper check this connection's deadlines.
     private func watchDeadlines(context: ChannelHandlerContext) {
-        if sweeper == nil { sweeper = DeadlineSweeper.of(context.eventLoop) }
+        // Joining looks the loop's sweeper up again: the one this handler used before may have retired.
+        if sweeperSlot < 0 { sweeper = DeadlineSweeper.of(context.eventLoop) }
         sweptContext = context
         // Deadlines are acted on at most an eighth of the shortest timeout late (at most 1 s).
         let shortest = min(handshakeTimeout, shutdownTimeout, idleTimeout ?? handshakeTimeout)
