@@ -22,8 +22,7 @@ protocol DeadlineChecking: AnyObject {
 /// a deadline is acted on at most one period late (the period is an eighth of the shortest timeout in use,
 /// at most 1 s).
 final class DeadlineSweeper: NIOScheduledCallbackHandler {
-    /// Weak: the sweeper (through the thread's registry) must not keep an event loop alive.
-    private weak var eventLoop: (any EventLoop)?
+    private let eventLoop: any EventLoop
     private var members: [any DeadlineChecking] = []
     private var period: TimeAmount = .seconds(1)
     private var scheduled: NIOScheduledCallback?
@@ -36,10 +35,9 @@ final class DeadlineSweeper: NIOScheduledCallbackHandler {
     static func of(_ eventLoop: any EventLoop) -> DeadlineSweeper {
         let registry = SweeperRegistry.current
         let key = ObjectIdentifier(eventLoop)
-        // The identifier of a loop that is gone can come back for a new loop: check the sweeper is this loop's.
-        if let sweeper = registry.sweepers[key]?.sweeper, sweeper.eventLoop === eventLoop { return sweeper }
+        if let sweeper = registry.sweepers[key] { return sweeper }
         let sweeper = DeadlineSweeper(eventLoop: eventLoop)
-        registry.sweepers[key] = WeakSweeper(sweeper: sweeper)
+        registry.sweepers[key] = sweeper
         return sweeper
     }
 
@@ -67,7 +65,8 @@ final class DeadlineSweeper: NIOScheduledCallbackHandler {
             members[slot] = last
             last.sweeperSlot = slot
         }
-        if members.isEmpty { retire() }
+        // An empty sweeper retires at its next tick if still empty, not now: between bursts of short connections
+        // the loop keeps one sweeper and one scheduled callback instead of making and cancelling them each time.
     }
 
     func handleScheduledCallback(eventLoop: some EventLoop) {
@@ -84,28 +83,24 @@ final class DeadlineSweeper: NIOScheduledCallbackHandler {
     }
 
     private func schedule() {
-        guard let eventLoop else { return }
         scheduled = try? eventLoop.assumeIsolatedUnsafeUnchecked().scheduleCallback(
             at: eventLoop.now + period, handler: self)
     }
 
-    /// Nothing left to check: stop the timer and forget this sweeper (a later connection makes a new one).
+    /// Nothing left to check for a whole period: forget this sweeper (a later connection makes a new one).
     private func retire() {
         scheduled?.cancel()
         scheduled = nil
-        period = .seconds(1)
-        guard let eventLoop else { return }
         let registry = SweeperRegistry.current
         let key = ObjectIdentifier(eventLoop)
-        if registry.sweepers[key]?.sweeper === self { registry.sweepers[key] = nil }
+        if registry.sweepers[key] === self { registry.sweepers[key] = nil }
     }
 }
 
 /// The sweepers used on the current thread, one per event loop. An event loop runs on one thread, so a
-/// thread-local registry needs no lock and two loops never touch the same one. It holds them weakly: a sweeper
-/// lives while connections are registered with it (they hold it) or its callback is scheduled.
+/// thread-local registry needs no lock and two loops never touch the same one.
 final class SweeperRegistry {
-    var sweepers: [ObjectIdentifier: WeakSweeper] = [:]
+    var sweepers: [ObjectIdentifier: DeadlineSweeper] = [:]
 
     private static let key: pthread_key_t = {
         var key = pthread_key_t()
@@ -125,8 +120,4 @@ final class SweeperRegistry {
         pthread_setspecific(key, Unmanaged.passRetained(registry).toOpaque())
         return registry
     }
-}
-
-struct WeakSweeper {
-    weak var sweeper: DeadlineSweeper?
 }

@@ -449,11 +449,13 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
         }
         // Reuse the last output buffer: once the socket has taken it, NIO no longer holds it and clearing it
         // allocates nothing (if NIO still holds it, copy-on-write gives us fresh storage).
-        var buffer = outputBuffer ?? context.channel.allocator.buffer(capacity: 0)
-        outputBuffer = nil
-        buffer.clear()
-        session.withPendingOutput { raw in
-            _ = buffer.writeBytes(raw)
+        let buffer = session.withPendingOutput { raw in
+            // Sized to the output at once: no growth by reallocation while copying.
+            var buffer = outputBuffer ?? context.channel.allocator.buffer(capacity: raw.count)
+            outputBuffer = nil
+            buffer.clear(minimumCapacity: raw.count)
+            buffer.writeBytes(raw)
+            return buffer
         }
         outputBuffer = buffer
         context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)

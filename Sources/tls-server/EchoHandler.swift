@@ -70,11 +70,12 @@ final class EchoHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        switch event {
-        case GnuTLSEvent.peerClosedOutput:
+        // One dynamic cast per event (a `case Type.value:` pattern per case would cast once per case).
+        switch event as? GnuTLSEvent {
+        case .peerClosedOutput:
             // The client is done: everything it sent has been echoed; answer with close_notify.
             context.close(promise: nil)
-        case GnuTLSEvent.idleTimeout(let seconds):
+        case .idleTimeout(let seconds):
             report("closed after \(seconds) s without activity", context: context)
         default:
             context.fireUserInboundEventTriggered(event)
