@@ -87,7 +87,7 @@ final class DeadlineSweeper: NIOScheduledCallbackHandler {
             at: eventLoop.now + period, handler: self)
     }
 
-    /// Nothing left to check for a whole period: forget this sweeper (a later connection makes a new one).
+    /// Empty at a tick: stop and forget this sweeper (a later connection makes a new one).
     private func retire() {
         scheduled?.cancel()
         scheduled = nil
