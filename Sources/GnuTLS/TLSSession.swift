@@ -178,7 +178,20 @@ public final class TLSSession {
     /// Hands the session bytes received from the peer.
     public func feed(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        io.pointee.keepBorrowedInput()
         io.pointee.inbound.append(base, count: bytes.count)
+    }
+
+    /// Runs `body` with `bytes` as received input that GnuTLS reads in place, without copying them first: the
+    /// same as ``feed(_:)`` followed by `body`, minus one copy of every byte. Whatever GnuTLS has not consumed
+    /// when `body` returns is copied into the session's own buffer, so `bytes` need only live for the call.
+    public func withBorrowedInput<R, E: Error>(_ bytes: UnsafeRawBufferPointer, _ body: () throws(E) -> R) throws(E) -> R {
+        // Input already borrowed (a nested call) is kept first, in order.
+        io.pointee.keepBorrowedInput()
+        io.pointee.borrowed = bytes
+        io.pointee.borrowedOffset = 0
+        defer { io.pointee.keepBorrowedInput() }
+        return try body()
     }
 
     /// Hands the session bytes received from the peer.
@@ -194,7 +207,7 @@ public final class TLSSession {
     }
 
     /// The number of received bytes the session has not consumed yet.
-    public var bufferedInputCount: Int { io.pointee.inbound.count }
+    public var bufferedInputCount: Int { io.pointee.inbound.count + io.pointee.borrowedRemaining }
 
     /// The number of decrypted bytes GnuTLS holds that ``read(into:)`` has not returned yet.
     public var bufferedPlaintextCount: Int { Int(gnutls_record_check_pending(session)) }
@@ -205,6 +218,21 @@ public final class TLSSession {
 
     /// Whether the session has bytes waiting to be sent.
     public var hasPendingOutput: Bool { !io.pointee.outbound.isEmpty }
+
+    /// Where ciphertext goes as GnuTLS produces it. Nil (the default): it collects in the pending output
+    /// (``hasPendingOutput``, ``withPendingOutput(_:)``). Set: every piece is handed to the sink at once, which
+    /// saves copying it twice (a channel handler appends it straight to its network buffer); output already
+    /// pending goes to the sink first. The bytes are valid only during the call.
+    public var outputSink: ((UnsafeRawBufferPointer) -> Void)? {
+        get { io.pointee.sink }
+        set {
+            io.pointee.sink = newValue
+            if let newValue, !io.pointee.outbound.isEmpty {
+                newValue(io.pointee.outbound.bytes)
+                io.pointee.outbound.removeAll()
+            }
+        }
+    }
 
     /// Lends the pending output to `body` (for example to copy it into a network buffer), then discards it.
     /// The buffer is reused for later output, so no allocation happens per record.
@@ -609,6 +637,12 @@ private func tlsSessionVecPush(_ pointer: gnutls_transport_ptr_t?, _ vectors: Un
     let io = pointer.assumingMemoryBound(to: TransportBuffers.self)
     var total = 0
     for index in 0..<Int(count) { total += vectors[index].iov_len }
+    if let sink = io.pointee.sink {
+        for index in 0..<Int(count) where vectors[index].iov_len > 0 {
+            sink(UnsafeRawBufferPointer(start: vectors[index].iov_base, count: vectors[index].iov_len))
+        }
+        return total
+    }
     // One reservation for everything this push brings (a handshake flight comes at once).
     io.pointee.outbound.reserve(total)
     for index in 0..<Int(count) {
@@ -622,7 +656,8 @@ private func tlsSessionVecPush(_ pointer: gnutls_transport_ptr_t?, _ vectors: Un
 private func tlsSessionPull(_ pointer: gnutls_transport_ptr_t?, _ destination: UnsafeMutableRawPointer?, _ capacity: Int) -> Int {
     guard let pointer, let destination else { return -1 }
     let io = pointer.assumingMemoryBound(to: TransportBuffers.self)
-    let n = io.pointee.inbound.take(into: destination, capacity: capacity)
+    var n = io.pointee.inbound.take(into: destination, capacity: capacity)
+    if n == 0 { n = io.pointee.takeBorrowed(into: destination, capacity: capacity) }
     if n > 0 { return n }
     if io.pointee.inboundEnded { return 0 }
     gnutls_transport_set_errno(io.pointee.session, EAGAIN)
@@ -680,14 +715,38 @@ private func tlsSessionClientHelloHook(
 struct TransportBuffers {
     let session: gnutls_session_t
     var inbound = ByteQueue()
+    /// Input lent by ``TLSSession/withBorrowedInput(_:_:)``, read after `inbound`: `borrowed[borrowedOffset...]`.
+    var borrowed = UnsafeRawBufferPointer(start: nil, count: 0)
+    var borrowedOffset = 0
     var outbound = ByteQueue()
+    /// Takes produced ciphertext instead of `outbound` when set (``TLSSession/outputSink``).
+    var sink: ((UnsafeRawBufferPointer) -> Void)?
     /// The transport will deliver no more bytes.
     var inboundEnded = false
 
     init(session: gnutls_session_t) { self.session = session }
 
+    var borrowedRemaining: Int { borrowed.count - borrowedOffset }
+
     /// Whether a pull can make progress: bytes are buffered or the input has ended.
-    var hasInput: Bool { !inbound.isEmpty || inboundEnded }
+    var hasInput: Bool { !inbound.isEmpty || borrowedRemaining > 0 || inboundEnded }
+
+    mutating func takeBorrowed(into destination: UnsafeMutableRawPointer, capacity: Int) -> Int {
+        let n = min(borrowedRemaining, capacity)
+        guard n > 0, let base = borrowed.baseAddress else { return 0 }
+        destination.copyMemory(from: base + borrowedOffset, byteCount: n)
+        borrowedOffset += n
+        return n
+    }
+
+    /// Copies what is left of the borrowed input into `inbound` and ends the loan.
+    mutating func keepBorrowedInput() {
+        if borrowedRemaining > 0, let base = borrowed.baseAddress {
+            inbound.append(base + borrowedOffset, count: borrowedRemaining)
+        }
+        borrowed = UnsafeRawBufferPointer(start: nil, count: 0)
+        borrowedOffset = 0
+    }
 }
 
 /// A growable byte queue in memory it allocates itself: bytes are appended at the end and taken from the

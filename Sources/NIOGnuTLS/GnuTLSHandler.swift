@@ -95,7 +95,11 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
     /// The error that ended the connection, given to later writes.
     private var failure: (any Error)?
     private var scratch: ByteBuffer?
+    /// Ciphertext the session produced (it arrives through the session's output sink) for the next channel
+    /// write. Kept after a write for reuse; `outputSent` says its contents are already gone.
     private var outputBuffer: ByteBuffer?
+    private var outputSent = false
+    private var allocator = ByteBufferAllocator()
     private var eventLoop: (any EventLoop)?
 
     /// A future that completes when the handshake does (and fails with its error). Valid once the handler
@@ -148,13 +152,22 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
     /// Remembers the event loop, and starts the handshake at once if the channel is already active.
     public func handlerAdded(context: ChannelHandlerContext) {
         eventLoop = context.eventLoop
+        allocator = context.channel.allocator
+        // Records go straight from GnuTLS into the network buffer (one copy instead of two).
+        session.outputSink = { [unowned self] bytes in self.appendOutput(bytes) }
         if context.channel.isActive { startHandshake(context: context) }
+    }
+
+    deinit {
+        // The session may outlive the handler (it is public): it must not call into a handler that is gone.
+        session.outputSink = nil
     }
 
     /// Stops the deadline checks and fails the handshake future and any pending writes: the handler can no longer
     /// complete them.
     public func handlerRemoved(context: ChannelHandlerContext) {
         stopDeadlines()
+        session.outputSink = nil
         failWaiters(ChannelError.ioOnClosedChannel)
     }
 
@@ -256,8 +269,10 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
             return
         case .idle, .handshaking, .active, .closing, .inputClosed:
             if idleTimeout != nil { lastActivity = context.eventLoop.now }
-            buffer.withUnsafeReadableBytes { session.feed($0) }
-            processInput(context: context)
+            // GnuTLS reads the ciphertext in place; only what it leaves unread is copied into the session.
+            buffer.withUnsafeReadableBytes { raw in
+                session.withBorrowedInput(raw) { processInput(context: context) }
+            }
         }
     }
 
@@ -416,12 +431,17 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
     private func encryptPendingWrites(context: ChannelHandlerContext, promise: inout EventLoopPromise<Void>?) -> Bool {
         let count = pendingWrites.count
         guard count > 0 else { return true }
+        // Corking packs many small writes into full records, at the price of copying them once more inside
+        // GnuTLS. Writes of a few KiB or more make full records on their own: those are not corked.
+        var total = 0
+        for index in 0..<count { total += pendingWrites[index].0.readableBytes }
+        let cork = count > 1 && total < count * 4096
         do {
-            if count > 1 { session.cork() }
+            if cork { session.cork() }
             for index in 0..<count {
                 try pendingWrites[index].0.withUnsafeReadableBytes { (raw) throws(TLSError) in try session.write(raw) }
             }
-            if count > 1 { try session.uncork() }
+            if cork { try session.uncork() }
         } catch {
             let writes = pendingWrites
             pendingWrites.removeAll(keepingCapacity: true)
@@ -441,23 +461,26 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
         return true
     }
 
-    /// Sends what the session produced, as one buffer.
+    /// The session's output sink: appends ciphertext to the buffer of the next channel write.
+    private func appendOutput(_ bytes: UnsafeRawBufferPointer) {
+        if outputBuffer == nil {
+            outputBuffer = allocator.buffer(capacity: bytes.count)
+        } else if outputSent {
+            // Once the socket has taken the last write, NIO no longer holds the buffer and clearing it allocates
+            // nothing (if NIO still holds it, clearing gives us fresh storage: nothing is copied).
+            outputBuffer!.clear(minimumCapacity: bytes.count)
+        }
+        outputSent = false
+        outputBuffer!.writeBytes(bytes)
+    }
+
+    /// Sends what the session produced since the last write, as one buffer.
     private func flushSessionOutput(context: ChannelHandlerContext, promise: EventLoopPromise<Void>? = nil) {
-        guard session.hasPendingOutput else {
+        guard !outputSent, let buffer = outputBuffer, buffer.readableBytes > 0 else {
             promise?.succeed(())
             return
         }
-        // Reuse the last output buffer: once the socket has taken it, NIO no longer holds it and clearing it
-        // allocates nothing (if NIO still holds it, copy-on-write gives us fresh storage).
-        let buffer = session.withPendingOutput { raw in
-            // Sized to the output at once: no growth by reallocation while copying.
-            var buffer = outputBuffer ?? context.channel.allocator.buffer(capacity: raw.count)
-            outputBuffer = nil
-            buffer.clear(minimumCapacity: raw.count)
-            buffer.writeBytes(raw)
-            return buffer
-        }
-        outputBuffer = buffer
+        outputSent = true
         context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
     }
 

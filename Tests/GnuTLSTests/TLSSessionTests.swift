@@ -53,6 +53,48 @@ import Testing
         }
     }
 
+    @Test func borrowedInputAndAnOutputSinkCarryTheSameBytesAsFeedAndPendingOutput() throws {
+        let pair = try SessionPair(client: pki.clientConfiguration(), server: pki.serverConfiguration())
+        #expect(pair.handshake())
+        var generator = SeededGenerator(seed: 11)
+        let message = (0..<50_000).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        try pair.client.write(message)
+        let ciphertext = pair.client.takePendingOutput()
+
+        // The server gets the ciphertext lent in random pieces and reads at most 1,000 bytes during each loan:
+        // what GnuTLS has not read when a loan ends must be kept, in order.
+        var received: [UInt8] = []
+        var offset = 0
+        while offset < ciphertext.count {
+            let size = min(Int.random(in: 1...3000, using: &generator), ciphertext.count - offset)
+            try ciphertext[offset..<(offset + size)].withUnsafeBytes { raw in
+                try pair.server.withBorrowedInput(raw) {
+                    var chunk = [UInt8](repeating: 0, count: 1000)
+                    let result = try chunk.withUnsafeMutableBytes { buffer in try pair.server.read(into: buffer) }
+                    if case .bytes(let n) = result { received += chunk[..<n] }
+                }
+            }
+            offset += size
+        }
+        #expect(pair.server.bufferedInputCount > 0 || pair.server.bufferedPlaintextCount > 0)
+        try pair.server.readAvailable(into: &received)
+        #expect(received == message)
+
+        // Output pending when a sink is set goes to it first; later output goes straight to it.
+        try pair.server.write(Array("first ".utf8))
+        #expect(pair.server.hasPendingOutput)
+        var sunk: [UInt8] = []
+        pair.server.outputSink = { sunk += $0 }
+        #expect(!pair.server.hasPendingOutput)
+        try pair.server.write(Array("second".utf8))
+        pair.server.outputSink = nil
+        #expect(!pair.server.hasPendingOutput)
+        pair.client.feed(sunk)
+        var reply: [UInt8] = []
+        try pair.client.readAvailable(into: &reply)
+        #expect(reply == Array("first second".utf8))
+    }
+
     @Test func closeNotifyIsACleanClose() throws {
         let pair = try SessionPair(client: pki.clientConfiguration(), server: pki.serverConfiguration())
         #expect(pair.handshake())
