@@ -54,7 +54,9 @@ public final class TLSSession {
     /// The name sent as SNI and checked against the server's certificate (clients), if any.
     public let serverName: String?
     /// Where the protocol stands.
-    public private(set) var state: State = .handshaking
+    // Read on every call and never held across a call into GnuTLS (whose callbacks do not touch it): no dynamic
+    // exclusivity checks.
+    @exclusivity(unchecked) public private(set) var state: State = .handshaking
 
     let session: gnutls_session_t
     /// The transport buffers, behind a pointer that is also GnuTLS's transport pointer: the push and pull

@@ -23,9 +23,11 @@ protocol DeadlineChecking: AnyObject {
 /// at most 1 s).
 final class DeadlineSweeper: NIOScheduledCallbackHandler {
     private let eventLoop: any EventLoop
-    private var members: [any DeadlineChecking] = []
-    private var period: TimeAmount = .seconds(1)
-    private var scheduled: NIOScheduledCallback?
+    // Touched only on the event loop, never across a call that could come back in (checkDeadlines may remove
+    // members, but the sweep holds no access to the list while calling it): no dynamic exclusivity checks.
+    @exclusivity(unchecked) private var members: [any DeadlineChecking] = []
+    @exclusivity(unchecked) private var period: TimeAmount = .seconds(1)
+    @exclusivity(unchecked) private var scheduled: NIOScheduledCallback?
 
     private init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
