@@ -447,9 +447,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
             }
             if cork { try session.uncork() }
         } catch {
-            let writes = pendingWrites
-            pendingWrites.removeAll(keepingCapacity: true)
-            for (_, promise) in writes { promise?.fail(error) }
+            failPendingWrites(error)
             fail(error, context: context)
             return false
         }

@@ -376,6 +376,20 @@ static double percentile_ms(double p) { /* nearest rank on the sorted samples */
     return (double)lat[rank - 1] / 1e6;
 }
 
+/* One turn of a driving loop: wait up to 20 ms for events, handle them, and expire timed-out connections at
+ * most every SCAN_INTERVAL_NS. Returns the time after the turn. */
+static uint64_t poll_once(struct epoll_event *events, uint64_t *last_scan) {
+    int n = epoll_wait(epfd, events, MAX_EVENTS, 20);
+    if (n < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
+    if (n > 0) dispatch(events, n);
+    uint64_t now = now_ns();
+    if (now - *last_scan >= SCAN_INTERVAL_NS) {
+        expire(now);
+        *last_scan = now;
+    }
+    return now;
+}
+
 static int run_echo(void) {
     setup_slots();
     struct epoll_event events[MAX_EVENTS];
@@ -389,14 +403,7 @@ static int run_echo(void) {
             can_start = count == 0 || started < count;
         }
         if (!can_start && active == 0) break;
-        int n = epoll_wait(epfd, events, MAX_EVENTS, 20);
-        if (n < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
-        if (n > 0) dispatch(events, n);
-        now = now_ns();
-        if (now - last_scan >= SCAN_INTERVAL_NS) {
-            expire(now);
-            last_scan = now;
-        }
+        now = poll_once(events, &last_scan);
     }
     double elapsed = (double)(now_ns() - t0) / 1e9;
     qsort(lat, lat_len, sizeof *lat, cmp_u64);
@@ -427,14 +434,7 @@ static int run_idle(void) {
             start_one(now);
         if (started >= concurrency && active == 0) break;
         if (now >= cap) break;
-        int n = epoll_wait(epfd, events, MAX_EVENTS, 20);
-        if (n < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
-        if (n > 0) dispatch(events, n);
-        now = now_ns();
-        if (now - last_scan >= SCAN_INTERVAL_NS) {
-            expire(now);
-            last_scan = now;
-        }
+        now = poll_once(events, &last_scan);
     }
     for (long i = 0; i < concurrency; i++) /* only if the cap was hit */
         if (slots[i].state != S_FREE && slots[i].state != S_HELD) fail(&slots[i], "handshake phase cap reached");
