@@ -35,6 +35,8 @@ public struct TLSError: Error, Sendable, Equatable, CustomStringConvertible {
         /// The operation is not valid in the session's current state (for example, writing before the
         /// handshake completed, or after close).
         case invalidState
+        /// A time limit passed: the handshake took too long, or the peer sent nothing within the idle timeout.
+        case timeout
         /// Any other GnuTLS failure; ``TLSError/codeName`` tells which.
         case other
     }
