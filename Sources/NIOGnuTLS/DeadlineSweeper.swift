@@ -8,7 +8,7 @@ import NIOCore
 /// Something with deadlines (handshake, idle, shutdown) that a ``DeadlineSweeper`` checks.
 protocol DeadlineChecking: AnyObject {
     /// Where this member sits in its sweeper's list (for removal in constant time).
-    var sweeperSlot: Int { get set }
+    var sweeperSlot: Int? { get set }
     /// Acts on the deadlines that have passed at `now`. May remove itself (or others) from the sweeper.
     func checkDeadlines(now: NIODeadline)
 }
@@ -45,7 +45,7 @@ final class DeadlineSweeper: NIOScheduledCallbackHandler {
 
     /// Starts checking `member`, at least every `resolution`.
     func add(_ member: any DeadlineChecking, resolution: TimeAmount) {
-        guard member.sweeperSlot < 0 else { return }
+        guard member.sweeperSlot == nil else { return }
         member.sweeperSlot = members.count
         members.append(member)
         if resolution < period {
@@ -59,9 +59,8 @@ final class DeadlineSweeper: NIOScheduledCallbackHandler {
 
     /// Stops checking `member`.
     func remove(_ member: any DeadlineChecking) {
-        let slot = member.sweeperSlot
-        guard slot >= 0, slot < members.count, members[slot] === member else { return }
-        member.sweeperSlot = -1
+        guard let slot = member.sweeperSlot, slot < members.count, members[slot] === member else { return }
+        member.sweeperSlot = nil
         let last = members.removeLast()
         if slot < members.count {
             members[slot] = last

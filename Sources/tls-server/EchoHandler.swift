@@ -75,8 +75,9 @@ final class EchoHandler: ChannelInboundHandler {
         case .peerClosedOutput:
             // The client is done: everything it sent has been echoed; answer with close_notify.
             context.close(promise: nil)
-        case .idleTimeout(let seconds):
-            report("closed after \(seconds) s without activity", context: context)
+        case .idleTimeout(let idle):
+            // The TLS handler closes the connection itself, with close_notify.
+            report("closed after \(seconds(idle)) s without activity", context: context)
         default:
             context.fireUserInboundEventTriggered(event)
         }
@@ -93,5 +94,11 @@ final class EchoHandler: ChannelInboundHandler {
         reported = true
         if quiet { peer = context.channel.remoteAddress.map(EchoServer.format) ?? "unknown" }
         output.line("Connection from \(peer) \(what)")
+    }
+
+    private func seconds(_ amount: TimeAmount) -> String {
+        let nanoseconds = amount.nanoseconds
+        if nanoseconds % 1_000_000_000 == 0 { return "\(nanoseconds / 1_000_000_000)" }
+        return "\(Double(nanoseconds) / 1e9)"
     }
 }

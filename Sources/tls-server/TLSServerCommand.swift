@@ -39,8 +39,8 @@ struct TLSServerCommand: ParsableCommand {
     @Flag(help: "No per-connection lines (benchmarks).") var quiet = false
     @Option(help: "Event-loop threads (default: one per core).") var threads: Int?
     @Option(help: "Most connections open at once; more are refused with a log line.") var maxConnections = 10_000
-    @Option(help: "Seconds a connection may stay idle before it is closed.") var idleTimeout = 30
-    @Option(help: "Seconds a client has to complete the handshake.") var handshakeTimeout = 10
+    @Option(help: "Seconds a connection may stay idle before it is closed (fractions allowed).") var idleTimeout = 30.0
+    @Option(help: "Seconds a client has to complete the handshake (fractions allowed).") var handshakeTimeout = 10.0
 
     enum ClientPolicy: String, ExpressibleByArgument, CaseIterable {
         case none, optional, required
@@ -50,7 +50,12 @@ struct TLSServerCommand: ParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535, not \(port)") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
-        guard idleTimeout >= 1, handshakeTimeout >= 1 else { throw ValidationError("timeouts must be at least 1 s") }
+        guard idleTimeout >= 0.001, idleTimeout <= 86_400 else {
+            throw ValidationError("--idle-timeout must be 0.001 to 86400 seconds, not \(idleTimeout)")
+        }
+        guard handshakeTimeout >= 0.001, handshakeTimeout <= 86_400 else {
+            throw ValidationError("--handshake-timeout must be 0.001 to 86400 seconds, not \(handshakeTimeout)")
+        }
     }
 
     // Synchronous on purpose: the main thread only waits for SIGINT/SIGTERM with sigwait, so the process runs no
@@ -76,8 +81,8 @@ struct TLSServerCommand: ParsableCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads ?? System.coreCount)
         let server = EchoServer(
             context: context, group: group, output: output, stream: stream, quiet: quiet,
-            maxConnections: maxConnections, idleTimeout: .seconds(Int64(idleTimeout)),
-            handshakeTimeout: .seconds(Int64(handshakeTimeout)))
+            maxConnections: maxConnections, idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9)),
+            handshakeTimeout: .nanoseconds(Int64(handshakeTimeout * 1e9)))
         do {
             let boundPort = try server.listen(host: host, port: port)
             output.line("tls-server: listening on \(host):\(boundPort)")

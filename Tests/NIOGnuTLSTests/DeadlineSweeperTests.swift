@@ -5,7 +5,7 @@ import Testing
 
 /// A member with one deadline that leaves the sweeper when it passes.
 private final class Member: DeadlineChecking {
-    var sweeperSlot = -1
+    var sweeperSlot: Int?
     let deadline: NIODeadline
     let sweeper: DeadlineSweeper
     var firedAt: NIODeadline?
@@ -36,7 +36,7 @@ private final class Member: DeadlineChecking {
         // Members leaving before their deadline (a connection that closes) are never checked again.
         let leaving = [members[0], members[50], members[99]]
         for member in leaving { sweeper.remove(member) }
-        #expect(leaving.allSatisfy { $0.sweeperSlot == -1 })
+        #expect(leaving.allSatisfy { $0.sweeperSlot == nil })
         loop.advanceTime(by: .milliseconds(800))
         for (index, member) in members.enumerated() where !leaving.contains(where: { $0 === member }) {
             let fired = try? #require(member.firedAt, "member \(index) never fired")

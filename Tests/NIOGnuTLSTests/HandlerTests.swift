@@ -264,7 +264,7 @@ final class ChannelPair {
         server.embeddedEventLoop.advanceTime(by: .seconds(6))
         try pump()
         #expect(!server.isActive)
-        #expect(recorder.events.contains { ($0 as? GnuTLSEvent) == .idleTimeout(seconds: 30) })
+        #expect(recorder.events.contains { ($0 as? GnuTLSEvent) == .idleTimeout(.seconds(30)) })
     }
 
     @Test func closeWaitsABoundedTimeForThePeersCloseNotify() throws {

@@ -1,0 +1,60 @@
+import GnuTLS
+import NIOCore
+import NIOPosix
+
+/// Serves TLS connections with async/await: each connection runs in its own child task.
+///
+/// ```swift
+/// try await TLSListener.listen(host: "localhost", port: 4443, context: serverContext) { connection in
+///     while let chunk = try await connection.read() { try await connection.write(chunk) }
+/// }
+/// ```
+public enum TLSListener {
+    /// Listens until the surrounding task is cancelled or the listening socket fails.
+    ///
+    /// - Parameters:
+    ///   - host: the address to bind.
+    ///   - port: the TCP port; 0 for any free port (``onListening`` receives the real one).
+    ///   - context: a server context.
+    ///   - handshakeTimeout: how long a client may take to complete the handshake.
+    ///   - group: the event loops to run on.
+    ///   - onListening: called once with the bound address.
+    ///   - onFailure: called for each connection that fails (handshake or body), with the peer's address;
+    ///     serving goes on.
+    ///   - handler: serves one connection; it is closed with close_notify when the closure returns.
+    public static func listen(
+        host: String, port: Int, context: TLSContext, handshakeTimeout: TimeAmount = .seconds(10),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        onListening: @Sendable (SocketAddress?) -> Void = { _ in },
+        onFailure: @escaping @Sendable (any Error, SocketAddress?) -> Void = { _, _ in },
+        _ handler: @escaping @Sendable (TLSConnection) async throws -> Void
+    ) async throws {
+        typealias Accepted = (NIOAsyncChannel<ByteBuffer, ByteBuffer>, EventLoopFuture<TLSHandshakeInfo>)
+        let server: NIOAsyncChannel<Accepted, Never> = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try TLSConnection.wrap(
+                        channel,
+                        handler: GnuTLSHandler(
+                            context: context, handshakeTimeout: handshakeTimeout, allowHalfClosure: true))
+                }
+            }
+        onListening(server.channel.localAddress)
+        try await server.executeThenClose { inbound in
+            try await withThrowingDiscardingTaskGroup { group in
+                for try await (channel, handshake) in inbound {
+                    group.addTask {
+                        let peer = channel.channel.remoteAddress
+                        do {
+                            try await TLSConnection.run(channel, handshake: handshake, handler)
+                        } catch {
+                            onFailure(error, peer)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
