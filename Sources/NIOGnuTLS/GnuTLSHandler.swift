@@ -36,8 +36,11 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
     private let session: TLSSession
     /// Half-closure as asked for in `init`; nil follows the channel's `ChannelOptions.allowRemoteHalfClosure`.
     private let explicitHalfClosure: Bool?
-    /// What the handshake agreed on, once it has completed.
-    public private(set) var handshakeInfo: TLSHandshakeInfo?
+    /// What the handshake agreed on, once it has completed (read from the session on each call).
+    public var handshakeInfo: TLSHandshakeInfo? {
+        guard case .completed = machine.handshakeOutcome else { return nil }
+        return TLSHandshakeInfo(session)
+    }
     /// Made on demand by ``handshakeFuture``: a pipeline that only listens for the user event pays for no promise.
     private var handshakePromise: EventLoopPromise<TLSHandshakeInfo>?
     private var eventLoop: (any EventLoop)?
@@ -55,9 +58,10 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
     @exclusivity(unchecked) private var outputBuffer: ByteBuffer?
     @exclusivity(unchecked) private var outputSent = false
     @exclusivity(unchecked) private var allocator = ByteBufferAllocator()
-    /// Whether plaintext went up since the last `channelReadComplete` (with `autoRead` off, a read burst that
-    /// yields none asks for another read).
-    @exclusivity(unchecked) private var deliveredSinceReadComplete = false
+    /// Whether a read asked for by the pipeline (`read(context:)`; with `autoRead` off, the only reads there
+    /// are) has not yielded plaintext yet: handshake and other records without plaintext then ask for another
+    /// read, or a reader waiting for data would wait forever.
+    @exclusivity(unchecked) private var readRequested = false
 
     /// A future that completes when the handshake does (and fails with its error). Valid once the handler
     /// has been added to a pipeline.
@@ -66,7 +70,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
         guard let eventLoop else { return nil }
         switch machine.handshakeOutcome {
         case .completed:
-            return eventLoop.makeSucceededFuture(handshakeInfo ?? TLSHandshakeInfo(session))
+            return eventLoop.makeSucceededFuture(TLSHandshakeInfo(session))
         case .failed(let failure):
             return eventLoop.makeFailedFuture(Self.error(failure))
         case .pending:
@@ -286,13 +290,12 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
 
     private func readComplete(context: ChannelHandlerContext, _ delivered: inout Bool) {
         delivered = false
-        deliveredSinceReadComplete = true
+        readRequested = false
         context.fireChannelReadComplete()
     }
 
     private func announceHandshake(context: ChannelHandlerContext) {
         let info = TLSHandshakeInfo(session)
-        handshakeInfo = info
         context.fireUserInboundEventTriggered(GnuTLSEvent.handshakeCompleted(info))
         context.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: info.applicationProtocol))
         handshakePromise?.succeed(info)
@@ -300,17 +303,19 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
     }
 
     /// Sends the records the reads produced (handshake messages, alerts). Read completion is passed on when
-    /// plaintext was delivered; with `autoRead` off, a read that delivered none asks for another.
+    /// plaintext was delivered; a read the pipeline asked for that yielded none asks for another.
     public func channelReadComplete(context: ChannelHandlerContext) {
         flushOutput(context: context)
-        if !deliveredSinceReadComplete && machine.isReading {
-            let autoRead = (try? context.channel.syncOptions?.getOption(ChannelOptions.autoRead)) ?? true
-            if !autoRead { context.read() }
-        }
-        deliveredSinceReadComplete = false
+        if readRequested && machine.isReading { context.read() }
     }
 
     // MARK: - Outbound
+
+    /// Passes the request on, and remembers it until plaintext answers it.
+    public func read(context: ChannelHandlerContext) {
+        readRequested = true
+        context.read()
+    }
 
     /// Queues plaintext to be encrypted by the next flush, or when the handshake completes. Once close_notify is
     /// sent or the connection has ended, fails the promise (with the error that ended it, if there was one).
@@ -389,7 +394,10 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
     }
 
     /// Fails writes that can no longer be sent, and the handshake future if it is still waiting.
-    private func fail(_ writes: Machine.PendingWrites, handshake: Bool, with error: any Error) {
+    private func fail(_ writes: Machine.PendingWrites, handshake: Bool, with error: @autoclosure () -> any Error) {
+        // Usually nothing waits: then no error is made (boxing one allocates).
+        guard (handshake && handshakePromise != nil) || !writes.isEmpty else { return }
+        let error = error()
         if handshake, let handshakePromise {
             self.handshakePromise = nil
             handshakePromise.fail(error)
