@@ -139,6 +139,14 @@ public final class TLSContext: @unchecked Sendable {
         try TLSSession(context: self, serverName: serverName ?? configuration.serverName)
     }
 
+    /// A new client session that tries to resume an earlier one with data from ``TLSSession/resumptionData``.
+    /// If the server does not accept it, a full handshake happens.
+    public func makeSession(serverName: String? = nil, resumptionData: [UInt8]?) throws(TLSError) -> TLSSession {
+        let session = try makeSession(serverName: serverName)
+        if let resumptionData { try session.setResumptionData(resumptionData) }
+        return session
+    }
+
     var ticketKeyPointer: UnsafePointer<gnutls_datum_t>? {
         ticketKey.pointee.data == nil ? nil : UnsafePointer(ticketKey)
     }
