@@ -63,7 +63,7 @@ public final class TLSSession {
     /// callbacks reach them without touching this object (no reference counting, no exclusivity checks).
     private let io: UnsafeMutablePointer<TransportBuffers>
     /// The verification name, owned for the session's lifetime as GnuTLS requires.
-    private var verifyName: UnsafeMutablePointer<CChar>?
+    private(set) var verifyName: UnsafeMutablePointer<CChar>?
     /// Whether a TLS 1.3 session ticket arrived (set by the ticket hook, read by ``resumptionData``).
     private(set) var receivedTicket = false
 
@@ -461,53 +461,18 @@ public final class TLSSession {
 
     private var closeNotifySent = false
 
-    /// Records a fatal error, queues the matching alert for the peer when the failure is ours, and returns it.
+    /// Records a fatal error, answers the peer with the alert the classification calls for, and returns it.
     private func fail(_ rc: Int32, context description: String) -> TLSError {
-        var alert: gnutls_alert_description_t?
-        if rc == GNUTLS_E_FATAL_ALERT_RECEIVED || rc == GNUTLS_E_WARNING_ALERT_RECEIVED {
-            alert = gnutls_alert_get(session)
-        }
-        var error: TLSError
-        if rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR || rc == GNUTLS_E_CERTIFICATE_ERROR {
-            let status = callbackVerifyStatus ?? gnutls_session_get_verify_cert_status(session)
-            let chain = peerCertificates
-            if chain.isEmpty && context.configuration.role == .server && callbackVerifyStatus == nil {
-                error = TLSError(
-                    kind: .certificateRequired, code: rc, codeName: TLSError.name(of: rc),
-                    reason: "\(description): the client sent no certificate, and one is required")
-            } else {
-                let checked = verifyName.map { String(cString: $0) }
-                let failure = VerificationFailure.decode(status: status, chain: chain, checkedName: checked)
-                let whose = context.configuration.role == .client ? "server" : "client"
-                error = TLSError(
-                    kind: .verification, code: rc, codeName: TLSError.name(of: rc),
-                    reason: "\(description): the \(whose)'s certificate was refused: \(failure)",
-                    verification: failure)
-            }
-        } else if rc == GNUTLS_E_PREMATURE_TERMINATION && state == .handshaking {
-            error = TLSError(
-                kind: .truncated, code: rc, codeName: TLSError.name(of: rc),
-                reason: "\(description): the peer closed the connection before the handshake completed")
-        } else if clientOffersNoAcceptableVersion && rc != GNUTLS_E_FATAL_ALERT_RECEIVED {
-            // GnuTLS words this as "no cipher suites"; the real reason is the version.
-            error = TLSError(
-                kind: .protocolVersion, code: rc, codeName: TLSError.name(of: rc),
-                reason: "\(description): the client offered no protocol version we accept "
-                    + "(we accept \(context.enabledVersions.map(\.description).joined(separator: ", ")))")
-            _ = gnutls_alert_send(session, GNUTLS_AL_FATAL, GNUTLS_A_PROTOCOL_VERSION)
-            state = .failed(error)
-            return error
-        } else {
-            error = TLSError.session(code: rc, receivedAlert: alert, context: description)
-        }
-        let ourFault = rc != GNUTLS_E_FATAL_ALERT_RECEIVED && rc != GNUTLS_E_PREMATURE_TERMINATION
-            && rc != GNUTLS_E_PUSH_ERROR && rc != GNUTLS_E_PULL_ERROR
-        if ourFault {
-            _ = gnutls_alert_send_appropriate(session, rc)
+        let (error, answer) = TLSError.session(code: rc, in: self, context: description)
+        switch answer {
+        case .none: break
+        case .protocolVersion: _ = gnutls_alert_send(session, GNUTLS_AL_FATAL, GNUTLS_A_PROTOCOL_VERSION)
+        case .appropriate: _ = gnutls_alert_send_appropriate(session, rc)
         }
         state = .failed(error)
         return error
     }
+
 
     private func check(_ rc: Int32, _ what: String) throws(TLSError) {
         guard rc >= 0 else { throw TLSError.configuration(what, code: rc) }
