@@ -99,16 +99,16 @@ public struct Certificate: Sendable, Hashable, CustomStringConvertible {
     ///
     /// - Throws: ``TLSError`` naming the file when it cannot be read or holds no valid certificate.
     public static func load(file path: String) throws(TLSError) -> [Certificate] {
-        let bytes = try FileBytes.read(path, what: "certificate file")
+        let bytes = try CredentialFile.read(path, what: "certificate file")
         return try parse(bytes: bytes, source: "certificate file '\(path)'")
     }
 
     /// Parses PEM or DER bytes; `source` names where they came from in errors.
     static func parse(bytes: [UInt8], source: String) throws(TLSError) -> [Certificate] {
-        if FileBytes.looksLikePEM(bytes) {
+        if PEM.isPEM(bytes) {
             var list: UnsafeMutablePointer<gnutls_x509_crt_t?>?
             var count: UInt32 = 0
-            let rc = FileBytes.withDatum(bytes) { datum in
+            let rc = GnuTLSDatum.withNULTerminated(bytes) { datum in
                 gnutls_x509_crt_list_import2(&list, &count, &datum, GNUTLS_X509_FMT_PEM, 0)
             }
             guard rc >= 0, let list else {
@@ -139,7 +139,7 @@ public struct Certificate: Sendable, Hashable, CustomStringConvertible {
 
     /// The PEM encoding of this certificate.
     public var pemString: String {
-        FileBytes.pem(der: derBytes, label: "CERTIFICATE")
+        PEM.encode(der: derBytes, label: "CERTIFICATE")
     }
 
     /// The SHA-256 of the public key as lowercase hexadecimal.
@@ -173,7 +173,7 @@ public struct Certificate: Sendable, Hashable, CustomStringConvertible {
     /// Writes certificates to a file as PEM, atomically (a partial file is never left behind).
     public static func writePEM(_ certificates: [Certificate], toFile path: String) throws(TLSError) {
         let text = certificates.map(\.pemString).joined()
-        try FileBytes.writeAtomically(Array(text.utf8), to: path, mode: 0o644)
+        try CredentialFile.writeAtomically(Array(text.utf8), to: path, mode: 0o644)
     }
 
     private static func distinguishedName(_ crt: gnutls_x509_crt_t, issuer: Bool) -> String {
@@ -220,7 +220,7 @@ final class X509Certificate {
         guard rc == 0, let crt else {
             throw TLSError.configuration("cannot allocate a certificate", code: rc)
         }
-        let imported = FileBytes.withDatum(der) { datum in gnutls_x509_crt_import(crt, &datum, GNUTLS_X509_FMT_DER) }
+        let imported = GnuTLSDatum.withNULTerminated(der) { datum in gnutls_x509_crt_import(crt, &datum, GNUTLS_X509_FMT_DER) }
         guard imported == 0 else {
             gnutls_x509_crt_deinit(crt)
             throw TLSError.configuration(

@@ -29,7 +29,7 @@ public struct PrivateKey: Sendable, Hashable {
     ///
     /// - Throws: ``TLSError`` naming the file when it cannot be read or holds no valid key.
     public init(file path: String, password: String? = nil) throws(TLSError) {
-        let bytes = try FileBytes.read(path, what: "private key file")
+        let bytes = try CredentialFile.read(path, what: "private key file")
         try self.init(bytes: bytes, password: password, source: "private key file '\(path)'")
     }
 
@@ -44,12 +44,12 @@ public struct PrivateKey: Sendable, Hashable {
 
     /// The key as unencrypted PKCS #8 PEM text.
     public var pemString: String {
-        FileBytes.pem(der: pkcs8DERBytes, label: "PRIVATE KEY")
+        PEM.encode(der: pkcs8DERBytes, label: "PRIVATE KEY")
     }
 
     /// Writes the key as PEM to a file created with mode 0600, atomically.
     public func write(toFile path: String) throws(TLSError) {
-        try FileBytes.writeAtomically(Array(pemString.utf8), to: path, mode: 0o600)
+        try CredentialFile.writeAtomically(Array(pemString.utf8), to: path, mode: 0o600)
     }
 
     /// A fresh key.
@@ -81,8 +81,8 @@ final class X509PrivateKey {
     convenience init(bytes: [UInt8], password: String?, source: String) throws(TLSError) {
         let key = try Self.allocate()
         self.init(key: key)
-        let format = FileBytes.looksLikePEM(bytes) ? GNUTLS_X509_FMT_PEM : GNUTLS_X509_FMT_DER
-        let rc = FileBytes.withDatum(bytes) { datum in
+        let format = PEM.isPEM(bytes) ? GNUTLS_X509_FMT_PEM : GNUTLS_X509_FMT_DER
+        let rc = GnuTLSDatum.withNULTerminated(bytes) { datum in
             gnutls_x509_privkey_import2(key, &datum, format, password, password == nil ? UInt32(GNUTLS_PKCS_PLAIN.rawValue) : 0)
         }
         guard rc == 0 else {
@@ -127,7 +127,7 @@ final class X509PrivateKey {
         var datum = gnutls_datum_t()
         let rc = gnutls_x509_privkey_export2_pkcs8(key, GNUTLS_X509_FMT_DER, nil, UInt32(GNUTLS_PKCS_PLAIN.rawValue), &datum)
         guard rc == 0 else { throw TLSError.configuration("cannot encode a private key", code: rc) }
-        return FileBytes.take(datum)
+        return GnuTLSDatum.take(datum)
     }
 
     deinit { gnutls_x509_privkey_deinit(key) }

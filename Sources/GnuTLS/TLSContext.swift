@@ -161,7 +161,7 @@ public final class TLSContext: @unchecked Sendable {
         switch identity {
         case .files(let chainPath, let keyPath, let password):
             chain = try Certificate.load(file: chainPath)
-            let bytes = try FileBytes.read(keyPath, what: "private key file")
+            let bytes = try CredentialFile.read(keyPath, what: "private key file")
             keySource = "private key file '\(keyPath)'"
             chainSource = "certificate file '\(chainPath)'"
             key = try X509PrivateKey(bytes: bytes, password: password, source: keySource)
@@ -221,7 +221,7 @@ public final class TLSContext: @unchecked Sendable {
             anchors = certificates
         }
         for anchor in anchors {
-            let rc = FileBytes.withDatum(anchor.derBytes) { datum in
+            let rc = GnuTLSDatum.withNULTerminated(anchor.derBytes) { datum in
                 gnutls_certificate_set_x509_trust_mem(credentials, &datum, GNUTLS_X509_FMT_DER)
             }
             guard rc >= 0 else {

@@ -64,7 +64,7 @@ extension TLSSession {
         if negotiatedVersion == .tls13 && !receivedTicket { return nil }
         var datum = gnutls_datum_t()
         guard gnutls_session_get_data2(session, &datum) == 0 else { return nil }
-        let bytes = FileBytes.take(datum)
+        let bytes = GnuTLSDatum.take(datum)
         return bytes.isEmpty ? nil : bytes
     }
 }
