@@ -83,9 +83,9 @@ public final class TLSSession {
         io.initialize(to: TransportBuffers(session: session))
 
         // From here on every stored property is set, so deinit releases the session if a step throws.
-        try check(gnutls_priority_set(session, context.priority), "cannot apply the priority string")
+        try check(gnutls_priority_set(session, context.priority.handle), "cannot apply the priority string")
         try check(
-            gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, UnsafeMutableRawPointer(context.credentials)),
+            gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, UnsafeMutableRawPointer(context.credentials.handle)),
             "cannot attach credentials")
         gnutls_handshake_set_timeout(session, 0)
         gnutls_transport_set_ptr(session, UnsafeMutableRawPointer(io))
@@ -97,8 +97,8 @@ public final class TLSSession {
 
         if configuration.applicationProtocols.count > 0 {
             let alpnFlags = isClient ? 0 : UInt32(GNUTLS_ALPN_SERVER_PRECEDENCE.rawValue | GNUTLS_ALPN_MANDATORY.rawValue)
-            rc = gnutls_alpn_set_protocols(
-                session, context.alpnDatums.baseAddress, UInt32(configuration.applicationProtocols.count), alpnFlags)
+            let alpn = context.applicationProtocols
+            rc = gnutls_alpn_set_protocols(session, alpn.datums.baseAddress, UInt32(alpn.count), alpnFlags)
             try check(rc, "cannot set ALPN protocols")
         }
 
@@ -153,8 +153,8 @@ public final class TLSSession {
         let configuration = context.configuration
         gnutls_handshake_set_hook_function(
             session, UInt32(GNUTLS_HANDSHAKE_CLIENT_HELLO.rawValue), Int32(GNUTLS_HOOK_PRE), tlsSessionClientHelloHook)
-        if let key = context.ticketKeyPointer {
-            _ = gnutls_session_ticket_enable_server(session, key)
+        if let key = context.ticketKey {
+            _ = gnutls_session_ticket_enable_server(session, key.pointer)
         }
         switch configuration.clientAuthentication {
         case .none:
