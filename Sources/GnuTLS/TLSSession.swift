@@ -53,9 +53,11 @@ public final class TLSSession {
     public let context: TLSContext
     /// The name sent as SNI and checked against the server's certificate (clients), if any.
     public let serverName: String?
-    /// Where the protocol stands.
     // Read on every call and never held across a call into GnuTLS (whose callbacks do not touch it): no dynamic
     // exclusivity checks.
+    /// Where the protocol stands.
+    ///
+    /// Part of the sans-I/O API.
     @exclusivity(unchecked) public private(set) var state: State = .handshaking
 
     let session: gnutls_session_t
@@ -179,6 +181,8 @@ public final class TLSSession {
     // MARK: - Bytes in and out
 
     /// Hands the session bytes received from the peer.
+    ///
+    /// Part of the sans-I/O API.
     public func feed(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         io.pointee.keepBorrowedInput()
@@ -188,7 +192,9 @@ public final class TLSSession {
     /// Runs `body` with `bytes` as received input that GnuTLS reads in place, without copying them first: the
     /// same as ``feed(_:)`` followed by `body`, minus one copy of every byte. Whatever GnuTLS has not consumed
     /// when `body` returns is copied into the session's own buffer, so `bytes` need only live for the call.
-    public func withBorrowedInput<R, E: Error>(_ bytes: UnsafeRawBufferPointer, _ body: () throws(E) -> R) throws(E) -> R {
+    ///
+    /// Not public API: a fast path for the NIO handler in this package (`package` access).
+    package func withBorrowedInput<R, E: Error>(_ bytes: UnsafeRawBufferPointer, _ body: () throws(E) -> R) throws(E) -> R {
         // Input already borrowed (a nested call) is kept first, in order.
         io.pointee.keepBorrowedInput()
         io.pointee.borrowed = bytes
@@ -198,6 +204,8 @@ public final class TLSSession {
     }
 
     /// Hands the session bytes received from the peer.
+    ///
+    /// Part of the sans-I/O API.
     public func feed(_ bytes: some Sequence<UInt8>) {
         let fed: Void? = bytes.withContiguousStorageIfAvailable { feed(UnsafeRawBufferPointer($0)) }
         if fed == nil { Array(bytes).withUnsafeBytes { feed($0) } }
@@ -205,28 +213,40 @@ public final class TLSSession {
 
     /// Tells the session the transport will deliver no more bytes. A stream that ends without the peer's
     /// close_notify is reported as truncation, not as a clean close.
+    ///
+    /// Part of the sans-I/O API.
     public func feedEndOfInput() {
         io.pointee.inboundEnded = true
     }
 
     /// The number of received bytes the session has not consumed yet.
+    ///
+    /// Part of the sans-I/O API.
     public var bufferedInputCount: Int { io.pointee.inbound.count + io.pointee.borrowedRemaining }
 
     /// The number of decrypted bytes GnuTLS holds that ``read(into:)`` has not returned yet.
+    ///
+    /// Part of the sans-I/O API.
     public var bufferedPlaintextCount: Int { Int(gnutls_record_check_pending(session)) }
 
     /// Whether ``read(into:)`` could make progress: input or plaintext is buffered, or the input has ended
     /// (which a read turns into a clean close or a truncation error).
+    ///
+    /// Part of the sans-I/O API.
     public var canRead: Bool { io.pointee.hasInput || bufferedPlaintextCount > 0 }
 
     /// Whether the session has bytes waiting to be sent.
+    ///
+    /// Part of the sans-I/O API.
     public var hasPendingOutput: Bool { !io.pointee.outbound.isEmpty }
 
     /// Where ciphertext goes as GnuTLS produces it. Nil (the default): it collects in the pending output
     /// (``hasPendingOutput``, ``withPendingOutput(_:)``). Set: every piece is handed to the sink at once, which
     /// saves copying it twice (a channel handler appends it straight to its network buffer); output already
     /// pending goes to the sink first. The bytes are valid only during the call.
-    public var outputSink: ((UnsafeRawBufferPointer) -> Void)? {
+    ///
+    /// Not public API: a fast path for the NIO handler in this package (`package` access).
+    package var outputSink: ((UnsafeRawBufferPointer) -> Void)? {
         get { io.pointee.sink }
         set {
             io.pointee.sink = newValue
@@ -239,19 +259,25 @@ public final class TLSSession {
 
     /// Lends the pending output to `body` (for example to copy it into a network buffer), then discards it.
     /// The buffer is reused for later output, so no allocation happens per record.
+    ///
+    /// Part of the sans-I/O API.
     public func withPendingOutput<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         defer { io.pointee.outbound.removeAll() }
         return try body(io.pointee.outbound.bytes)
     }
 
     /// Returns and discards the pending output.
+    ///
+    /// Part of the sans-I/O API.
     public func takePendingOutput() -> [UInt8] {
         withPendingOutput { Array($0) }
     }
 
     /// Frees the input and output buffers when they hold nothing: a connection that goes quiet after its
     /// handshake then keeps no buffer memory. They are made again on first use.
-    public func releaseEmptyBuffers() {
+    ///
+    /// Not public API: a fast path for the NIO handler in this package (`package` access).
+    package func releaseEmptyBuffers() {
         io.pointee.inbound.releaseIfEmpty()
         io.pointee.outbound.releaseIfEmpty()
     }
@@ -271,6 +297,8 @@ public final class TLSSession {
     ///
     /// Call it until it returns ``HandshakeStatus/complete``; after each call, send the pending output, and on
     /// ``HandshakeStatus/needsInput`` feed what the peer sends next.
+    ///
+    /// Part of the sans-I/O API.
     ///
     /// - Throws: ``TLSError``: a verification failure (with its reasons), no common version or cipher, an
     ///   alert from the peer, truncation. A fatal error queues an alert for the peer in the pending output.
@@ -324,6 +352,8 @@ public final class TLSSession {
     ///
     /// A client-initiated renegotiation (TLS 1.2) is refused with a `no_renegotiation` alert and reading goes on.
     ///
+    /// Part of the sans-I/O API.
+    ///
     /// - Throws: ``TLSError`` on a protocol error, a fatal alert, or truncation (the transport ended without
     ///   close_notify).
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(TLSError) -> ReadResult {
@@ -369,6 +399,8 @@ public final class TLSSession {
 
     /// Reads all plaintext that can be decrypted from the bytes fed so far, appending it to `output`.
     ///
+    /// Part of the sans-I/O API.
+    ///
     /// - Returns: ``ReadResult/closed`` if the peer's close_notify was reached, otherwise
     ///   ``ReadResult/needsInput``; the count of bytes appended is in neither (compare `output.count`).
     @discardableResult
@@ -387,6 +419,8 @@ public final class TLSSession {
     }
 
     /// Encrypts `bytes` into records in the pending output.
+    ///
+    /// Part of the sans-I/O API.
     ///
     /// - Throws: ``TLSError`` if the handshake has not completed or this side has closed.
     public func write(_ bytes: UnsafeRawBufferPointer) throws(TLSError) {
@@ -411,6 +445,8 @@ public final class TLSSession {
     }
 
     /// Encrypts `bytes` into records in the pending output.
+    ///
+    /// Part of the sans-I/O API.
     public func write(_ bytes: some Collection<UInt8>) throws(TLSError) {
         let written = bytes.withContiguousStorageIfAvailable { raw in
             Result { () throws(TLSError) in try write(UnsafeRawBufferPointer(raw)) }
@@ -423,23 +459,29 @@ public final class TLSSession {
     }
 
     /// Starts a TLS 1.2 renegotiation from this side and returns GnuTLS's code with the name of the last alert
-    /// received. For tests of the peer's refusal only: the library itself never renegotiates.
-    func attemptRenegotiationForTesting() -> (code: Int32, alert: String) {
+    /// received. A test hook, for tests of the peer's refusal only: the library itself never renegotiates.
+    func _testOnly_attemptRenegotiation() -> (code: Int32, alert: String) {
         let rc = gnutls_handshake(session)
         return (rc, TLSError.alertName(gnutls_alert_get(session)))
     }
 
     /// Holds back records until ``uncork()``, so many small writes become few full records.
-    public func cork() { gnutls_record_cork(session) }
+    ///
+    /// Not public API: a fast path for the NIO handler in this package (`package` access).
+    package func cork() { gnutls_record_cork(session) }
 
     /// Flushes the records collected since ``cork()`` into the pending output.
-    public func uncork() throws(TLSError) {
+    ///
+    /// Not public API: a fast path for the NIO handler in this package (`package` access).
+    package func uncork() throws(TLSError) {
         let rc = gnutls_record_uncork(session, UInt32(GNUTLS_RECORD_WAIT))
         if rc < 0 { throw fail(Int32(rc), context: "cannot send data") }
     }
 
     /// Sends close_notify: this side will write no more. The peer's own close_notify arrives through
     /// ``read(into:)`` as ``ReadResult/closed``.
+    ///
+    /// Part of the sans-I/O API.
     public func close() throws(TLSError) {
         switch state {
         case .failed(let error): throw error

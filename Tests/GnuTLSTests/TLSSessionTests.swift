@@ -204,7 +204,7 @@ import Testing
         #expect(pair.handshake())
         #expect(pair.server.negotiatedVersion == .tls12)
         // The client sends a new ClientHello inside the established session.
-        #expect(pair.client.attemptRenegotiationForTesting().code == -28)  // GNUTLS_E_AGAIN: hello sent
+        #expect(pair.client._testOnly_attemptRenegotiation().code == -28)  // GNUTLS_E_AGAIN: hello sent
         pair.server.feed(pair.client.takePendingOutput())
         var received: [UInt8] = []
         // GnuTLS 3.7 refuses with alerts and ends the connection; the server never runs a second handshake.
@@ -213,7 +213,7 @@ import Testing
         #expect(received.isEmpty)
         #expect(pair.server.hasPendingOutput, "the refusal is sent as an alert")
         pair.client.feed(pair.server.takePendingOutput())
-        let (code, alert) = pair.client.attemptRenegotiationForTesting()
+        let (code, alert) = pair.client._testOnly_attemptRenegotiation()
         // GnuTLS sends a no_renegotiation warning first, then the fatal alert.
         #expect(code == -16)  // GNUTLS_E_WARNING_ALERT_RECEIVED
         #expect(alert == "No renegotiation is allowed")
