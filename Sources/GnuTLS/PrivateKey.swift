@@ -71,3 +71,20 @@ public struct PrivateKey: Sendable, Hashable {
         case ed25519
     }
 }
+
+/// Key material never reaches a log line, `print`, `debugPrint` or `dump`: every rendering shows `<redacted>`.
+extension PrivateKey: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// The text that stands for secret material wherever a value is printed.
+    static let redacted = "<redacted>"
+
+    /// `PrivateKey(<redacted>)`.
+    public var description: String { "PrivateKey(\(Self.redacted))" }
+
+    /// `PrivateKey(<redacted>)`.
+    public var debugDescription: String { description }
+
+    /// A mirror whose one child, the key bytes, is `<redacted>`.
+    public var customMirror: Mirror {
+        Mirror(self, children: ["pkcs8DERBytes": Self.redacted], displayStyle: .struct)
+    }
+}
