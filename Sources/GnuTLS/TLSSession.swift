@@ -86,9 +86,8 @@ public final class TLSSession {
 
         // From here on every stored property is set, so deinit releases the session if a step throws.
         try check(gnutls_priority_set(session, context.priority.handle), "cannot apply the priority string")
-        try check(
-            gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, UnsafeMutableRawPointer(context.credentials.handle)),
-            "cannot attach credentials")
+        let credentials = UnsafeMutableRawPointer(context.credentials.handle)
+        try check(gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, credentials), "cannot attach credentials")
         gnutls_handshake_set_timeout(session, 0)
         gnutls_transport_set_ptr(session, UnsafeMutableRawPointer(io))
         // The hooks below reach this object through the session's user pointer.

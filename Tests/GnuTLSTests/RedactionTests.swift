@@ -61,7 +61,8 @@ import Testing
         let key = try PrivateKey.generate()
         let identity = TLSConfiguration.Identity.files(
             certificateChain: "/srv/tls/server.crt", privateKey: "/srv/tls/server.key", password: Self.password)
-        expectRedacted(identity, key: key, password: Self.password, showing: ["/srv/tls/server.crt", "/srv/tls/server.key"])
+        expectRedacted(
+            identity, key: key, password: Self.password, showing: ["/srv/tls/server.crt", "/srv/tls/server.key"])
     }
 
     @Test func serverConfiguration() {

@@ -148,7 +148,9 @@ import Testing
         // 'G' (0x47) is no TLS record type: GnuTLS stops at the first record header.
         #expect(error?.kind == .protocolViolation, "\(String(describing: error))")
         #expect(error?.codeName == "GNUTLS_E_UNEXPECTED_PACKET")
-        #expect(error?.reason == "handshake failed: the peer's bytes are not valid TLS (An unexpected TLS packet was received.)")
+        #expect(
+            error?.reason
+                == "handshake failed: the peer's bytes are not valid TLS (An unexpected TLS packet was received.)")
         #expect(server.state == .failed(try #require(error)))
         // The peer is told with an alert record (content type 21).
         #expect(server.takePendingOutput().first == 21)
