@@ -3,7 +3,6 @@ import PackageDescription
 
 let package = Package(
     name: "swift-gnutls",
-    platforms: [.macOS(.v13)],
     products: [
         .library(name: "GnuTLS", targets: ["GnuTLS"]),
         .library(name: "NIOGnuTLS", targets: ["NIOGnuTLS"]),

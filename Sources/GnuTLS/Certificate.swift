@@ -99,16 +99,16 @@ public struct Certificate: Sendable, Hashable, CustomStringConvertible {
     ///
     /// - Throws: ``TLSError`` naming the file when it cannot be read or holds no valid certificate.
     public static func load(file path: String) throws(TLSError) -> [Certificate] {
-        let bytes = try FileBytes.read(path, what: "certificate file")
+        let bytes = try CredentialFile.read(path, what: "certificate file")
         return try parse(bytes: bytes, source: "certificate file '\(path)'")
     }
 
     /// Parses PEM or DER bytes; `source` names where they came from in errors.
     static func parse(bytes: [UInt8], source: String) throws(TLSError) -> [Certificate] {
-        if FileBytes.looksLikePEM(bytes) {
+        if PEM.isPEM(bytes) {
             var list: UnsafeMutablePointer<gnutls_x509_crt_t?>?
             var count: UInt32 = 0
-            let rc = FileBytes.withDatum(bytes) { datum in
+            let rc = GnuTLSDatum.withNULTerminated(bytes) { datum in
                 gnutls_x509_crt_list_import2(&list, &count, &datum, GNUTLS_X509_FMT_PEM, 0)
             }
             guard rc >= 0, let list else {
@@ -139,7 +139,7 @@ public struct Certificate: Sendable, Hashable, CustomStringConvertible {
 
     /// The PEM encoding of this certificate.
     public var pemString: String {
-        FileBytes.pem(der: derBytes, label: "CERTIFICATE")
+        PEM.encode(der: derBytes, label: "CERTIFICATE")
     }
 
     /// The SHA-256 of the public key as lowercase hexadecimal.
@@ -173,7 +173,7 @@ public struct Certificate: Sendable, Hashable, CustomStringConvertible {
     /// Writes certificates to a file as PEM, atomically (a partial file is never left behind).
     public static func writePEM(_ certificates: [Certificate], toFile path: String) throws(TLSError) {
         let text = certificates.map(\.pemString).joined()
-        try FileBytes.writeAtomically(Array(text.utf8), to: path, mode: 0o644)
+        try CredentialFile.writeAtomically(Array(text.utf8), to: path, mode: 0o644)
     }
 
     private static func distinguishedName(_ crt: gnutls_x509_crt_t, issuer: Bool) -> String {
@@ -206,87 +206,5 @@ public struct Certificate: Sendable, Hashable, CustomStringConvertible {
             if index > 1000 { break }
         }
         return names
-    }
-}
-
-/// Owns one `gnutls_x509_crt_t`.
-final class X509Certificate {
-    let crt: gnutls_x509_crt_t
-    let der: [UInt8]
-
-    init(der: [UInt8], source: String) throws(TLSError) {
-        var crt: gnutls_x509_crt_t?
-        let rc = gnutls_x509_crt_init(&crt)
-        guard rc == 0, let crt else {
-            throw TLSError.configuration("cannot allocate a certificate", code: rc)
-        }
-        let imported = FileBytes.withDatum(der) { datum in gnutls_x509_crt_import(crt, &datum, GNUTLS_X509_FMT_DER) }
-        guard imported == 0 else {
-            gnutls_x509_crt_deinit(crt)
-            throw TLSError.configuration(
-                "\(source) holds data that is not a valid X.509 certificate (\(TLSError.message(of: imported)))",
-                code: imported)
-        }
-        self.crt = crt
-        self.der = der
-    }
-
-    /// Takes ownership of an already initialised certificate.
-    init(owning crt: gnutls_x509_crt_t) throws(TLSError) {
-        self.crt = crt
-        var datum = gnutls_datum_t()
-        let rc = gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_DER, &datum)
-        guard rc == 0, let data = datum.data else {
-            self.der = []
-            throw TLSError.configuration("cannot encode a certificate", code: rc)
-        }
-        defer { cgnutls_free(data) }
-        self.der = Array(UnsafeBufferPointer(start: data, count: Int(datum.size)))
-    }
-
-    deinit { gnutls_x509_crt_deinit(crt) }
-}
-
-/// IP address text ↔ bytes, for certificate names and verification.
-enum IPAddress {
-    /// The 4 or 16 bytes of an IPv4 or IPv6 literal, or nil if `text` is not one.
-    static func bytes(_ text: String) -> [UInt8]? {
-        var v4 = in_addr()
-        if inet_pton(AF_INET, text, &v4) == 1 {
-            return withUnsafeBytes(of: &v4) { Array($0) }
-        }
-        var v6 = in6_addr()
-        let trimmed = text.hasPrefix("[") && text.hasSuffix("]") ? String(text.dropFirst().dropLast()) : text
-        if inet_pton(AF_INET6, trimmed, &v6) == 1 {
-            return withUnsafeBytes(of: &v6) { Array($0) }
-        }
-        return nil
-    }
-
-    /// The textual form of 4 or 16 address bytes.
-    static func text(_ bytes: [UInt8]) -> String? {
-        let family: Int32
-        switch bytes.count {
-        case 4: family = AF_INET
-        case 16: family = AF_INET6
-        default: return nil
-        }
-        var out = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
-        let ok = bytes.withUnsafeBytes { raw in inet_ntop(family, raw.baseAddress, &out, socklen_t(out.count)) }
-        guard ok != nil else { return nil }
-        return out.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-    }
-}
-
-/// Lowercase hexadecimal, without Foundation's String(format:).
-enum Hex {
-    static func encode(_ bytes: some Sequence<UInt8>) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0f)])
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }

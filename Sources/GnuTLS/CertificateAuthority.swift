@@ -204,7 +204,7 @@ private final class CertificateBuilder {
         try check(rc, "signature")
         var datum = gnutls_datum_t()
         try check(gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_DER, &datum), "encoding")
-        return try Certificate(derBytes: FileBytes.take(datum))
+        return try Certificate(derBytes: GnuTLSDatum.take(datum))
     }
 
     deinit { gnutls_x509_crt_deinit(crt) }

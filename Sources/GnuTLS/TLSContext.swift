@@ -18,22 +18,21 @@ public final class TLSContext: @unchecked Sendable {
     /// The configuration this context was built from.
     public let configuration: TLSConfiguration
     /// The number of trust anchors loaded (from the system store or the configured file or certificates).
-    public private(set) var trustAnchorCount: Int
+    public let trustAnchorCount: Int
     /// The certificate chain this side presents, if any (leaf first).
-    public private(set) var certificateChain: [Certificate]
+    public let certificateChain: [Certificate]
 
     /// The TLS versions the priority string enables, newest first.
-    public private(set) var enabledVersions: [TLSVersion] = []
+    public let enabledVersions: [TLSVersion]
     /// The same, as a bit set in ``ClientHelloVersions`` form.
-    private(set) var enabledVersionBits: UInt8 = 0
+    let enabledVersionBits: UInt8
 
-    let credentials: gnutls_certificate_credentials_t
-    let priority: gnutls_priority_t
-    /// Server session-ticket key, generated once per context.
-    private let ticketKey: UnsafeMutablePointer<gnutls_datum_t>
-    /// ALPN names as datums over one allocation, handed to each session (GnuTLS copies them).
-    let alpnDatums: UnsafeMutableBufferPointer<gnutls_datum_t>
-    private let alpnStorage: UnsafeMutableRawBufferPointer
+    let credentials: CertificateCredentials
+    let priority: PriorityCache
+    /// Server session-ticket key, generated once per context; nil for clients and when tickets are off.
+    let ticketKey: SessionTicketKey?
+    /// ALPN names, handed to each session.
+    let applicationProtocols: ApplicationProtocolList
 
     /// Builds a context.
     ///
@@ -51,85 +50,26 @@ public final class TLSContext: @unchecked Sendable {
             throw TLSError.configuration("a server needs a certificate chain and private key")
         }
 
-        var credentials: gnutls_certificate_credentials_t?
-        var rc = gnutls_certificate_allocate_credentials(&credentials)
-        guard rc == 0, let credentials else { throw TLSError.configuration("cannot allocate credentials", code: rc) }
-        self.credentials = credentials
-
-        var priority: gnutls_priority_t?
-        let string = configuration.policy.priorityString
-        var errorOffset = 0
-        rc = string.withCString { base -> Int32 in
-            var errorPosition: UnsafePointer<CChar>?
-            let rc = gnutls_priority_init2(&priority, base, &errorPosition, 0)
-            if let errorPosition { errorOffset = base.distance(to: errorPosition) }
-            return rc
-        }
-        guard rc == 0, let priority else {
-            gnutls_certificate_free_credentials(credentials)
-            let utf8 = Array(string.utf8)
-            let offset = min(max(errorOffset, 0), utf8.count)
-            let rest = String(decoding: utf8[offset...], as: UTF8.self)
-            let token = rest.split(separator: ":", maxSplits: 1).first.map(String.init) ?? rest
-            throw TLSError.configuration(
-                "priority string is invalid at position \(offset): '\(token)' (in '\(string)')", code: rc)
-        }
-        self.priority = priority
-        var list: UnsafePointer<UInt32>?
-        let count = gnutls_priority_protocol_list(priority, &list)
-        var versions: [TLSVersion] = []
-        if count > 0, let list {
-            for index in 0..<Int(count) {
-                if let version = TLSVersion(gnutls_protocol_t(list[index])) { versions.append(version) }
-            }
-        }
-
-        // ALPN storage: one allocation for the names, one for the datums.
-        let total = protocols.reduce(0) { $0 + $1.utf8.count }
-        alpnStorage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(total, 1), alignment: 1)
-        alpnDatums = UnsafeMutableBufferPointer<gnutls_datum_t>.allocate(capacity: max(protocols.count, 1))
-        var offset = 0
-        for (index, name) in protocols.enumerated() {
-            let bytes = Array(name.utf8)
-            let start = alpnStorage.baseAddress!.advanced(by: offset)
-            bytes.withUnsafeBytes { start.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            alpnDatums[index] = gnutls_datum_t(
-                data: start.assumingMemoryBound(to: UInt8.self), size: UInt32(bytes.count))
-            offset += bytes.count
-        }
-
+        // Each handle's owner frees it if a later step throws.
+        let credentials = try CertificateCredentials()
+        let priority = try PriorityCache(configuration.policy.priorityString)
+        let versions = priority.versions
+        applicationProtocols = ApplicationProtocolList(protocols)
         enabledVersions = versions.sorted { $0.wireValue > $1.wireValue }
         enabledVersionBits = versions.reduce(0) { $0 | ClientHelloVersions.bit($1.wireValue) }
-        ticketKey = UnsafeMutablePointer<gnutls_datum_t>.allocate(capacity: 1)
-        ticketKey.initialize(to: gnutls_datum_t())
-        certificateChain = []
-        trustAnchorCount = 0
-        // From here on, deinit frees what was allocated if a later step throws.
-
-        if configuration.role == .server, configuration.sessionTickets {
-            rc = gnutls_session_ticket_key_generate(ticketKey)
-            guard rc == 0 else { throw TLSError.configuration("cannot generate a session ticket key", code: rc) }
-        }
+        ticketKey = configuration.role == .server && configuration.sessionTickets ? try SessionTicketKey() : nil
 
         if let identity = configuration.identity {
-            certificateChain = try Self.loadIdentity(identity, into: credentials)
+            certificateChain = try TLSContext.loadIdentity(identity, into: credentials.handle)
+        } else {
+            certificateChain = []
         }
-        trustAnchorCount = try Self.loadTrust(configuration, into: credentials)
+        trustAnchorCount = try TLSContext.loadTrust(configuration, into: credentials.handle)
         if configuration.role == .server {
-            _ = gnutls_certificate_set_known_dh_params(credentials, GNUTLS_SEC_PARAM_MEDIUM)
+            _ = gnutls_certificate_set_known_dh_params(credentials.handle, GNUTLS_SEC_PARAM_MEDIUM)
         }
-    }
-
-    deinit {
-        gnutls_priority_deinit(priority)
-        gnutls_certificate_free_credentials(credentials)
-        if let data = ticketKey.pointee.data {
-            memset(data, 0, Int(ticketKey.pointee.size))
-            cgnutls_free(data)
-        }
-        ticketKey.deallocate()
-        alpnStorage.deallocate()
-        alpnDatums.deallocate()
+        self.credentials = credentials
+        self.priority = priority
     }
 
     /// A new session for one connection, sharing this context's credentials and policy.
@@ -139,8 +79,12 @@ public final class TLSContext: @unchecked Sendable {
         try TLSSession(context: self, serverName: serverName ?? configuration.serverName)
     }
 
-    var ticketKeyPointer: UnsafePointer<gnutls_datum_t>? {
-        ticketKey.pointee.data == nil ? nil : UnsafePointer(ticketKey)
+    /// A new client session that tries to resume an earlier one with data from ``TLSSession/resumptionData``.
+    /// If the server does not accept it, a full handshake happens.
+    public func makeSession(serverName: String? = nil, resumptionData: [UInt8]?) throws(TLSError) -> TLSSession {
+        let session = try makeSession(serverName: serverName)
+        if let resumptionData { try session.setResumptionData(resumptionData) }
+        return session
     }
 
     private static func loadIdentity(
@@ -153,7 +97,7 @@ public final class TLSContext: @unchecked Sendable {
         switch identity {
         case .files(let chainPath, let keyPath, let password):
             chain = try Certificate.load(file: chainPath)
-            let bytes = try FileBytes.read(keyPath, what: "private key file")
+            let bytes = try CredentialFile.read(keyPath, what: "private key file")
             keySource = "private key file '\(keyPath)'"
             chainSource = "certificate file '\(chainPath)'"
             key = try X509PrivateKey(bytes: bytes, password: password, source: keySource)
@@ -213,7 +157,7 @@ public final class TLSContext: @unchecked Sendable {
             anchors = certificates
         }
         for anchor in anchors {
-            let rc = FileBytes.withDatum(anchor.derBytes) { datum in
+            let rc = GnuTLSDatum.withNULTerminated(anchor.derBytes) { datum in
                 gnutls_certificate_set_x509_trust_mem(credentials, &datum, GNUTLS_X509_FMT_DER)
             }
             guard rc >= 0 else {

@@ -31,13 +31,41 @@ import Testing
         #expect(key == pki.server.privateKey)
     }
 
+    /// SHA-256 of the certificate's DER SubjectPublicKeyInfo, computed by openssl and sha256sum.
+    func opensslPublicKeySHA256(_ certificate: Certificate) throws -> String {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("gnutls-spki-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("leaf.pem").path
+        try Certificate.writePEM([certificate], toFile: path)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [
+            "-c",
+            "set -o pipefail; openssl x509 -in \"$1\" -pubkey -noout | openssl pkey -pubin -outform der | sha256sum",
+            "bash", path,
+        ]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "openssl or sha256sum failed")
+        return String(decoding: data, as: UTF8.self).split(separator: " ").first.map(String.init) ?? ""
+    }
+
     @Test func publicKeyHashMatchesOpenSSLsDefinition() throws {
-        // SHA-256 over the DER SubjectPublicKeyInfo: the same certificate's key hashes the same each time and
-        // differently from another key.
+        // SHA-256 over the DER SubjectPublicKeyInfo (the HPKP / pinning value), checked against openssl's
+        // encoding of the same key for each key type.
+        let rsa = try pki.ca.issue(commonName: "rsa", keyAlgorithm: .rsa(bits: 2048))
+        let ed25519 = try pki.ca.issue(commonName: "ed25519", keyAlgorithm: .ed25519)
+        for certificate in [pki.server.certificate, pki.ca.certificate, rsa.certificate, ed25519.certificate] {
+            let expected = try opensslPublicKeySHA256(certificate)
+            #expect(expected.count == 64, "sha256sum printed '\(expected)'")
+            #expect(certificate.publicKeySHA256Hex == expected, "\(certificate.subject)")
+            #expect(try Certificate(derBytes: certificate.derBytes).publicKeySHA256Hex == expected)
+        }
         #expect(pki.server.certificate.publicKeySHA256 != pki.client.certificate.publicKeySHA256)
-        let again = try Certificate(derBytes: pki.server.certificate.derBytes)
-        #expect(again.publicKeySHA256Hex == pki.server.certificate.publicKeySHA256Hex)
-        #expect(again.publicKeySHA256Hex.count == 64)
     }
 
     @Test func rsaKeysCanBeIssued() throws {
@@ -46,10 +74,18 @@ import Testing
         #expect(pair.handshake())
     }
 
-    @Test func badInputIsAnError() {
-        #expect(throws: TLSError.self) { try Certificate(derBytes: [0x30, 0x03, 0x01, 0x02]) }
-        #expect(throws: TLSError.self) { try Certificate.parse(pem: "nothing here") }
-        #expect(throws: TLSError.self) { try PrivateKey(pem: "nothing here") }
-        #expect(throws: TLSError.self) { try pki.ca.issue(commonName: "x", ipAddresses: ["not-an-ip"]) }
+    @Test func badInputIsAConfigurationErrorThatSaysWhat() {
+        let der = #expect(throws: TLSError.self) { try Certificate(derBytes: [0x30, 0x03, 0x01, 0x02]) }
+        #expect(der?.kind == .configuration)
+        #expect(der?.reason.hasPrefix("certificate holds data that is not a valid X.509 certificate") == true)
+        let pem = #expect(throws: TLSError.self) { try Certificate.parse(pem: "nothing here") }
+        #expect(pem?.kind == .configuration)
+        #expect(pem?.reason.hasPrefix("PEM text holds data that is not a valid X.509 certificate") == true)
+        let key = #expect(throws: TLSError.self) { try PrivateKey(pem: "nothing here") }
+        #expect(key?.kind == .configuration)
+        #expect(key?.reason.hasPrefix("PEM text holds no usable private key") == true)
+        let ip = #expect(throws: TLSError.self) { try pki.ca.issue(commonName: "x", ipAddresses: ["not-an-ip"]) }
+        #expect(ip?.kind == .configuration)
+        #expect(ip?.reason == "'not-an-ip' is not an IPv4 or IPv6 address")
     }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import GnuTLS
+@testable import GnuTLS
 import Testing
 
 @Suite struct TLSContextTests {
@@ -65,7 +65,7 @@ import Testing
         #expect(context.certificateChain == pki.server.chain)
         // DER works too.
         let der = folder + "/ca.der"
-        FileManager.default.createFile(atPath: der, contents: Data(pki.ca.certificate.derBytes))
+        #expect(FileManager.default.createFile(atPath: der, contents: Data(pki.ca.certificate.derBytes)))
         let client = try TLSContext(configuration: .client(serverName: "localhost", trustRoots: .file(der)))
         #expect(client.trustAnchorCount == 1)
     }
@@ -78,21 +78,85 @@ import Testing
     }
 
     @Test func badALPNListsAreRefused() {
-        #expect(configurationError(pki.serverConfiguration(alpn: [""])) != nil)
-        #expect(configurationError(pki.serverConfiguration(alpn: [String(repeating: "x", count: 33)])) != nil)
-        #expect(configurationError(pki.serverConfiguration(alpn: (0..<9).map { "p\($0)" })) != nil)
+        let empty = configurationError(pki.serverConfiguration(alpn: [""]))
+        #expect(empty?.kind == .configuration)
+        #expect(empty?.reason == "ALPN protocol '' must be 1 to 32 bytes long")
+        let long = String(repeating: "x", count: 33)
+        let tooLong = configurationError(pki.serverConfiguration(alpn: [long]))
+        #expect(tooLong?.kind == .configuration)
+        #expect(tooLong?.reason == "ALPN protocol '\(long)' must be 1 to 32 bytes long")
+        let tooMany = configurationError(pki.serverConfiguration(alpn: (0..<9).map { "p\($0)" }))
+        #expect(tooMany?.kind == .configuration)
+        #expect(tooMany?.reason == "at most 8 ALPN protocols can be offered, not 9")
     }
 
-    @Test func systemTrustStoreLoads() throws {
-        let context = try TLSContext(configuration: .client(serverName: "example.org"))
-        #expect(context.trustAnchorCount > 10)
+    @Test func trustRootsFromAFileReplaceTheSystemStore() throws {
+        // A trust file made here, so the outcome does not depend on the machine's ca-certificates.
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = folder + "/trust.pem"
+        try Certificate.writePEM([pki.otherCA.certificate, pki.ca.certificate], toFile: path)
+        let context = try TLSContext(configuration: pki.clientConfiguration().withTrustRoots(.file(path)))
+        #expect(context.trustAnchorCount == 2)
+        // Both anchors are in use: servers from either CA verify.
+        let stranger = try pki.otherCA.issue(commonName: "localhost", dnsNames: ["localhost"])
+        for server in [pki.server, stranger] {
+            let pair = SessionPair(
+                client: try context.makeSession(),
+                server: try TLSContext(configuration: pki.serverConfiguration(server)).makeSession())
+            #expect(pair.handshake(), "\(String(describing: pair.clientError))")
+        }
+        // Only the file's anchors: a server from a third CA is refused.
+        let third = try CertificateAuthority.generate(commonName: "Third CA").issue(
+            commonName: "localhost", dnsNames: ["localhost"])
+        let refused = SessionPair(
+            client: try context.makeSession(),
+            server: try TLSContext(configuration: pki.serverConfiguration(third)).makeSession())
+        #expect(!refused.handshake())
+        #expect(refused.clientError?.verification?.reasons == [.untrustedIssuer])
     }
 
-    @Test func defaultPolicyIsTLS12AndNewerWithAEADOnly() {
-        let string = TLSConfiguration.ProtocolPolicy.intermediate.priorityString
-        #expect(string.contains("-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"))
-        #expect(!string.contains("CBC"))
-        #expect(TLSConfiguration.client().policy == .intermediate)
-        #expect(TLSConfiguration.client().certificateVerification == .full)
+    @Test func emptyTrustRootsAreAConfigurationError() {
+        let error = configurationError(pki.clientConfiguration(trust: []))
+        #expect(error?.kind == .configuration)
+        #expect(error?.reason == "the trust roots hold no certificate")
+    }
+
+    @Test func defaultPolicyEnablesTLS12AndNewerWithForwardSecretAEADSuitesOnly() throws {
+        // The defaults, with trust roots of our own so that the machine's store plays no part.
+        var client = TLSConfiguration.client(serverName: "localhost")
+        #expect(client.policy == .intermediate)
+        #expect(client.certificateVerification == .full)
+        client.trustRoots = .certificates([pki.ca.certificate])
+        let server = TLSConfiguration.server(
+            identity: .certificates(pki.server.chain, privateKey: pki.server.privateKey))
+        #expect(server.policy == .intermediate)
+        for configuration in [client, server] {
+            // What GnuTLS made of the priority string, not the string itself.
+            let context = try TLSContext(configuration: configuration)
+            #expect(context.enabledVersions == [.tls13, .tls12])
+            let suites = context.priority.cipherSuiteNames
+            let tls13 = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"]
+            #expect(suites.filter { tls13.contains($0) } == tls13)
+            let tls12 = suites.filter { !tls13.contains($0) }
+            #expect(!tls12.isEmpty)
+            for suite in tls12 {
+                #expect(suite.hasPrefix("TLS_ECDHE_") || suite.hasPrefix("TLS_DHE_"), "not forward-secret: \(suite)")
+                #expect(suite.contains("_GCM_") || suite.hasSuffix("_CHACHA20_POLY1305"), "not AEAD: \(suite)")
+            }
+        }
+        let pair = SessionPair(
+            client: try TLSContext(configuration: client).makeSession(),
+            server: try TLSContext(configuration: server).makeSession())
+        #expect(pair.handshake())
+        #expect(pair.client.negotiatedVersion == .tls13)
+    }
+}
+
+extension TLSConfiguration {
+    func withTrustRoots(_ roots: TrustRoots) -> TLSConfiguration {
+        var copy = self
+        copy.trustRoots = roots
+        return copy
     }
 }

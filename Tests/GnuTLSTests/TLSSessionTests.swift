@@ -126,6 +126,7 @@ import Testing
         var received: [UInt8] = []
         let error = #expect(throws: TLSError.self) { try pair.server.readAvailable(into: &received) }
         #expect(error?.kind == .truncated)
+        #expect(error?.codeName == "GNUTLS_E_PREMATURE_TERMINATION")
         #expect(received == Array("partial".utf8), "data before the cut is still delivered")
     }
 
@@ -136,14 +137,23 @@ import Testing
         client.feedEndOfInput()
         let error = #expect(throws: TLSError.self) { try client.handshake() }
         #expect(error?.kind == .truncated)
+        #expect(error?.codeName == "GNUTLS_E_PREMATURE_TERMINATION")
+        #expect(error?.reason.contains("before the handshake completed") == true, "\(String(describing: error))")
     }
 
     @Test func garbageFromThePeerIsAProtocolError() throws {
         let server = try TLSContext(configuration: pki.serverConfiguration()).makeSession()
         server.feed(Array("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8))
         let error = #expect(throws: TLSError.self) { try server.handshake() }
-        #expect(error != nil)
-        #expect(error?.kind != .other, "\(String(describing: error))")
+        // 'G' (0x47) is no TLS record type: GnuTLS stops at the first record header.
+        #expect(error?.kind == .protocolViolation, "\(String(describing: error))")
+        #expect(error?.codeName == "GNUTLS_E_UNEXPECTED_PACKET")
+        #expect(
+            error?.reason
+                == "handshake failed: the peer's bytes are not valid TLS (An unexpected TLS packet was received.)")
+        #expect(server.state == .failed(try #require(error)))
+        // The peer is told with an alert record (content type 21).
+        #expect(server.takePendingOutput().first == 21)
     }
 
     @Test func tls13OnlyAgainstTLS12OnlyFailsWithAVersionErrorOnBothSides() throws {
@@ -154,6 +164,24 @@ import Testing
             #expect(pair.serverError?.kind == .protocolVersion, "\(String(describing: pair.serverError))")
             #expect(pair.clientError?.kind == .protocolVersion, "\(String(describing: pair.clientError))")
         }
+    }
+
+    @Test func aTLS11OnlyPeerIsRefusedWithAVersionErrorOnBothSides() throws {
+        let tls11Only = TLSConfiguration.ProtocolPolicy.custom("NORMAL:-VERS-ALL:+VERS-TLS1.1")
+        #expect(try TLSContext(configuration: pki.clientConfiguration(policy: tls11Only)).enabledVersions == [.tls11])
+        // A TLS 1.1-only client against a server with the default policy, then the other way round.
+        let toDefaultServer = try SessionPair(
+            client: pki.clientConfiguration(policy: tls11Only), server: pki.serverConfiguration())
+        let toDefaultClient = try SessionPair(
+            client: pki.clientConfiguration(), server: pki.serverConfiguration(policy: tls11Only))
+        for pair in [toDefaultServer, toDefaultClient] {
+            #expect(!pair.handshake())
+            #expect(pair.serverError?.kind == .protocolVersion, "\(String(describing: pair.serverError))")
+            #expect(pair.clientError?.kind == .protocolVersion, "\(String(describing: pair.clientError))")
+            #expect(pair.clientError?.alert == "Error in protocol version", "the server said why with an alert")
+        }
+        #expect(toDefaultServer.serverError?.reason.contains("(we accept TLS 1.3, TLS 1.2)") == true)
+        #expect(toDefaultClient.serverError?.reason.contains("(we accept TLS 1.1)") == true)
     }
 
     @Test func alpnIsAgreed() throws {
@@ -204,7 +232,7 @@ import Testing
         #expect(pair.handshake())
         #expect(pair.server.negotiatedVersion == .tls12)
         // The client sends a new ClientHello inside the established session.
-        #expect(pair.client.attemptRenegotiationForTesting().code == -28)  // GNUTLS_E_AGAIN: hello sent
+        #expect(pair.client._testOnly_attemptRenegotiation().code == -28)  // GNUTLS_E_AGAIN: hello sent
         pair.server.feed(pair.client.takePendingOutput())
         var received: [UInt8] = []
         // GnuTLS 3.7 refuses with alerts and ends the connection; the server never runs a second handshake.
@@ -213,7 +241,7 @@ import Testing
         #expect(received.isEmpty)
         #expect(pair.server.hasPendingOutput, "the refusal is sent as an alert")
         pair.client.feed(pair.server.takePendingOutput())
-        let (code, alert) = pair.client.attemptRenegotiationForTesting()
+        let (code, alert) = pair.client._testOnly_attemptRenegotiation()
         // GnuTLS sends a no_renegotiation warning first, then the fatal alert.
         #expect(code == -16)  // GNUTLS_E_WARNING_ALERT_RECEIVED
         #expect(alert == "No renegotiation is allowed")

@@ -1,12 +1,9 @@
-internal import CGnuTLS
-
-import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Reading and writing the files the library deals in (certificates, keys), with errors that name the file.
-enum FileBytes {
+enum CredentialFile {
     /// Files larger than this are refused: no certificate or key file is anywhere near it.
     static let maximumSize = 16 * 1024 * 1024
 
@@ -39,40 +36,6 @@ enum FileBytes {
             throw TLSError.configuration("\(what) '\(path)' is empty")
         }
         return bytes
-    }
-
-    /// Whether bytes look like PEM text rather than DER.
-    static func looksLikePEM(_ bytes: [UInt8]) -> Bool {
-        let marker = Array("-----BEGIN ".utf8)
-        guard bytes.count >= marker.count else { return false }
-        for start in 0...(bytes.count - marker.count) where bytes[start] == marker[0] {
-            if Array(bytes[start..<(start + marker.count)]) == marker { return true }
-        }
-        return false
-    }
-
-    /// Calls `body` with a datum over a NUL-terminated copy of `bytes` (GnuTLS's PEM parsers need the NUL;
-    /// the NUL is not counted in the datum's size).
-    static func withDatum<R>(_ bytes: [UInt8], _ body: (inout gnutls_datum_t) -> R) -> R {
-        var copy = bytes
-        copy.append(0)
-        return copy.withUnsafeMutableBufferPointer { buffer in
-            var datum = gnutls_datum_t(data: buffer.baseAddress, size: UInt32(bytes.count))
-            return body(&datum)
-        }
-    }
-
-    /// Copies a GnuTLS-allocated datum into Swift memory and frees it.
-    static func take(_ datum: gnutls_datum_t) -> [UInt8] {
-        guard let data = datum.data else { return [] }
-        defer { cgnutls_free(data) }
-        return Array(UnsafeBufferPointer(start: data, count: Int(datum.size)))
-    }
-
-    /// PEM text for DER bytes under a label, 64 columns per line.
-    static func pem(der: [UInt8], label: String) -> String {
-        let base64 = Data(der).base64EncodedString(options: [.lineLength64Characters, .endLineWithLineFeed])
-        return "-----BEGIN \(label)-----\n\(base64)\n-----END \(label)-----\n"
     }
 
     /// Writes a file so that readers see either the old content or the whole new one: a temporary file in the

@@ -1,0 +1,85 @@
+internal import CGnuTLS
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// GnuTLS transport and hook callbacks. They are C function pointers: no captures. The transport callbacks
+// reach the session's buffers through the transport pointer; the hooks reach the session through its user
+// pointer.
+
+func tlsSessionVecPush(_ pointer: gnutls_transport_ptr_t?, _ vectors: UnsafePointer<giovec_t>?, _ count: Int32) -> Int {
+    guard let pointer, let vectors else { return 0 }
+    let io = pointer.assumingMemoryBound(to: TransportBuffers.self)
+    var total = 0
+    for index in 0..<Int(count) { total += vectors[index].iov_len }
+    if let sink = io.pointee.sink {
+        for index in 0..<Int(count) where vectors[index].iov_len > 0 {
+            sink(UnsafeRawBufferPointer(start: vectors[index].iov_base, count: vectors[index].iov_len))
+        }
+        return total
+    }
+    // One reservation for everything this push brings (a handshake flight comes at once).
+    io.pointee.outbound.reserve(total)
+    for index in 0..<Int(count) {
+        let vector = vectors[index]
+        guard let base = vector.iov_base, vector.iov_len > 0 else { continue }
+        io.pointee.outbound.append(base, count: vector.iov_len)
+    }
+    return total
+}
+
+func tlsSessionPull(_ pointer: gnutls_transport_ptr_t?, _ destination: UnsafeMutableRawPointer?, _ capacity: Int) -> Int {
+    guard let pointer, let destination else { return -1 }
+    let io = pointer.assumingMemoryBound(to: TransportBuffers.self)
+    var n = io.pointee.inbound.take(into: destination, capacity: capacity)
+    if n == 0 { n = io.pointee.takeBorrowed(into: destination, capacity: capacity) }
+    if n > 0 { return n }
+    if io.pointee.inboundEnded { return 0 }
+    gnutls_transport_set_errno(io.pointee.session, EAGAIN)
+    return -1
+}
+
+func tlsSessionPullTimeout(_ pointer: gnutls_transport_ptr_t?, _ milliseconds: UInt32) -> Int32 {
+    guard let pointer else { return 0 }
+    return pointer.assumingMemoryBound(to: TransportBuffers.self).pointee.hasInput ? 1 : 0
+}
+
+/// The session object behind a GnuTLS session (set with gnutls_session_set_ptr).
+private func owner(of session: gnutls_session_t) -> TLSSession? {
+    guard let pointer = gnutls_session_get_ptr(session) else { return nil }
+    return Unmanaged<TLSSession>.fromOpaque(pointer).takeUnretainedValue()
+}
+
+func tlsSessionTicketHook(
+    _ session: gnutls_session_t?, _ htype: UInt32, _ when: UInt32, _ incoming: UInt32, _ message: UnsafePointer<gnutls_datum_t>?
+) -> Int32 {
+    guard let session else { return 0 }
+    owner(of: session)?.noteTicket()
+    return 0
+}
+
+/// Verify-if-given: a client that sends no certificate passes; one that sends a certificate must verify.
+func tlsSessionVerifyIfGiven(_ session: gnutls_session_t?) -> Int32 {
+    guard let session, let owner = owner(of: session) else { return GNUTLS_E_CERTIFICATE_ERROR }
+    var count: UInt32 = 0
+    guard gnutls_certificate_get_peers(session, &count) != nil, count > 0 else { return 0 }
+    var status: UInt32 = 0
+    let rc = gnutls_certificate_verify_peers2(session, &status)
+    if rc == 0 && status == 0 { return 0 }
+    owner.callbackVerifyStatus = rc == 0 ? status : UInt32(GNUTLS_CERT_INVALID.rawValue)
+    return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR
+}
+
+/// Reads the versions a ClientHello offers before GnuTLS processes it (see ``ClientHelloVersions``).
+func tlsSessionClientHelloHook(
+    _ session: gnutls_session_t?, _ htype: UInt32, _ when: UInt32, _ incoming: UInt32, _ message: UnsafePointer<gnutls_datum_t>?
+) -> Int32 {
+    guard let session, incoming != 0, let message, let data = message.pointee.data, let owner = owner(of: session)
+    else { return 0 }
+    let body = UnsafeRawBufferPointer(start: data, count: Int(message.pointee.size))
+    if let hello = ClientHelloVersions(body: body) {
+        owner.clientOffersNoAcceptableVersion = hello.offered & owner.context.enabledVersionBits == 0
+    }
+    return 0
+}

@@ -1,0 +1,70 @@
+internal import CGnuTLS
+
+/// What the handshake settled: version, suite, group, ALPN, resumption, names and certificates.
+extension TLSSession {
+    /// The protocol version in use, once the handshake has completed.
+    public var negotiatedVersion: TLSVersion? {
+        guard isHandshakeComplete else { return nil }
+        return TLSVersion(gnutls_protocol_get_version(session))
+    }
+
+    /// The cipher suite in use (for example `TLS_AES_128_GCM_SHA256`), once the handshake has completed.
+    public var cipherSuite: String? {
+        guard isHandshakeComplete, let name = gnutls_ciphersuite_get(session) else { return nil }
+        return String(cString: name)
+    }
+
+    /// The key-exchange group in use (for example `X25519`), once the handshake has completed.
+    public var keyExchangeGroup: String? {
+        guard isHandshakeComplete else { return nil }
+        let group = gnutls_group_get(session)
+        guard let name = gnutls_group_get_name(group) else { return nil }
+        return String(cString: name)
+    }
+
+    /// The ALPN protocol both sides agreed on, if any.
+    public var applicationProtocol: String? {
+        guard isHandshakeComplete else { return nil }
+        var datum = gnutls_datum_t()
+        guard gnutls_alpn_get_selected_protocol(session, &datum) == 0, let data = datum.data else { return nil }
+        return String(decoding: UnsafeBufferPointer(start: data, count: Int(datum.size)), as: UTF8.self)
+    }
+
+    /// Whether the handshake resumed an earlier session instead of doing a full key exchange.
+    public var isResumed: Bool {
+        isHandshakeComplete && gnutls_session_is_resumed(session) != 0
+    }
+
+    /// The server name the client asked for with SNI (servers), if any.
+    public var requestedServerName: String? {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 256) { buffer -> String? in
+            var size = buffer.count
+            var type: UInt32 = 0
+            guard gnutls_server_name_get(session, buffer.baseAddress, &size, &type, 0) == 0 else { return nil }
+            return String(decoding: UnsafeBufferPointer(rebasing: buffer[..<min(size, buffer.count)]), as: UTF8.self)
+        }
+    }
+
+    /// The certificate chain the peer presented (leaf first); empty if it sent none.
+    public var peerCertificates: [Certificate] {
+        var count: UInt32 = 0
+        guard let list = gnutls_certificate_get_peers(session, &count), count > 0 else { return [] }
+        return (0..<Int(count)).compactMap { index in
+            let datum = list[index]
+            guard let data = datum.data else { return nil }
+            return try? Certificate(derBytes: Array(UnsafeBufferPointer(start: data, count: Int(datum.size))))
+        }
+    }
+
+    /// Opaque data with which a later client session can resume this one (see
+    /// ``TLSContext/makeSession(serverName:resumptionData:)``), or nil if the server issued no ticket yet.
+    /// Under TLS 1.3 tickets arrive after the handshake, so read some data first.
+    public var resumptionData: [UInt8]? {
+        guard isHandshakeComplete, context.configuration.role == .client else { return nil }
+        if negotiatedVersion == .tls13 && !receivedTicket { return nil }
+        var datum = gnutls_datum_t()
+        guard gnutls_session_get_data2(session, &datum) == 0 else { return nil }
+        let bytes = GnuTLSDatum.take(datum)
+        return bytes.isEmpty ? nil : bytes
+    }
+}

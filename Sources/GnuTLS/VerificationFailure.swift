@@ -1,0 +1,130 @@
+internal import CGnuTLS
+
+import FoundationEssentials
+
+/// Why a peer's certificate was refused.
+public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible {
+    /// One reason for refusal. A certificate can fail for several at once.
+    public enum Reason: Sendable, Equatable, CustomStringConvertible {
+        /// The certificate's validity ended at the given date.
+        case expired(Date)
+        /// The certificate is valid only from the given date on.
+        case notYetValid(Date)
+        /// No trusted certificate authority signed the chain.
+        case untrustedIssuer
+        /// The certificate signed itself and is not itself trusted.
+        case selfSigned
+        /// The certificate was not issued for the name that was checked.
+        case hostnameMismatch
+        /// The certificate was revoked.
+        case revoked
+        /// The chain uses an algorithm considered insecure (for example SHA-1 or a short key).
+        case insecureAlgorithm
+        /// A signature in the chain does not verify.
+        case badSignature
+        /// The issuer may not issue certificates (not a CA), or a constraint of the chain was broken.
+        case invalidIssuer
+        /// The certificate's key usage or purpose does not allow this use.
+        case wrongPurpose
+        /// The peer sent no certificate although one was required.
+        case noCertificate
+        /// Another reason, as GnuTLS words it.
+        case other(String)
+
+        /// The reason as a short lowercase phrase, so that several can be joined into one sentence.
+        public var description: String {
+            switch self {
+            case .expired(let date): return "certificate expired on \(VerificationFailure.format(date))"
+            case .notYetValid(let date): return "certificate is not valid until \(VerificationFailure.format(date))"
+            case .untrustedIssuer: return "certificate is signed by an untrusted or unknown issuer"
+            case .selfSigned: return "certificate is self-signed and not trusted"
+            case .hostnameMismatch: return "certificate does not match the requested name"
+            case .revoked: return "certificate has been revoked"
+            case .insecureAlgorithm: return "certificate chain uses an insecure algorithm"
+            case .badSignature: return "a signature in the certificate chain does not verify"
+            case .invalidIssuer: return "the issuer is not allowed to issue this certificate"
+            case .wrongPurpose: return "certificate is not valid for this purpose"
+            case .noCertificate: return "the peer sent no certificate"
+            case .other(let text): return text
+            }
+        }
+    }
+
+    /// All the reasons the certificate was refused.
+    public var reasons: [Reason]
+    /// The host name or IP address that was checked, when one was.
+    public var checkedName: String?
+    /// The names the certificate holds (DNS and IP subject alternative names, or the common name).
+    public var certificateNames: [String]
+    /// The raw GnuTLS status bits (`gnutls_certificate_status_t`), for logging.
+    public var status: UInt32
+
+    /// Creates a failure description.
+    public init(reasons: [Reason], checkedName: String?, certificateNames: [String], status: UInt32) {
+        self.reasons = reasons
+        self.checkedName = checkedName
+        self.certificateNames = certificateNames
+        self.status = status
+    }
+
+    /// One sentence with every reason; a name mismatch names both the name asked for and the names held.
+    public var description: String {
+        reasons.map { reason -> String in
+            if case .hostnameMismatch = reason {
+                let held = certificateNames.isEmpty ? "no names" : certificateNames.map { "'\($0)'" }.joined(separator: ", ")
+                return "certificate for \(held) does not match the requested name '\(checkedName ?? "")'"
+            }
+            return reason.description
+        }.joined(separator: "; ")
+    }
+
+    static func format(_ date: Date) -> String {
+        date.formatted(.iso8601)
+    }
+
+    /// Decodes GnuTLS verification status bits against the peer's chain.
+    static func decode(status: UInt32, chain: [Certificate], checkedName: String?) -> VerificationFailure {
+        var reasons: [Reason] = []
+        let leaf = chain.first
+        func has(_ flag: gnutls_certificate_status_t) -> Bool { status & flag.rawValue != 0 }
+        if has(GNUTLS_CERT_EXPIRED) {
+            // Name the first certificate in the chain whose validity has ended.
+            let now = Date()
+            let date = chain.first(where: { $0.notValidAfter < now })?.notValidAfter ?? leaf?.notValidAfter
+            reasons.append(.expired(date ?? now))
+        }
+        if has(GNUTLS_CERT_NOT_ACTIVATED) {
+            let now = Date()
+            let date = chain.first(where: { $0.notValidBefore > now })?.notValidBefore ?? leaf?.notValidBefore
+            reasons.append(.notYetValid(date ?? now))
+        }
+        if has(GNUTLS_CERT_SIGNER_NOT_FOUND) {
+            if chain.count == 1, let leaf, leaf.isSelfIssued {
+                reasons.append(.selfSigned)
+            } else {
+                reasons.append(.untrustedIssuer)
+            }
+        }
+        if has(GNUTLS_CERT_UNEXPECTED_OWNER) { reasons.append(.hostnameMismatch) }
+        if has(GNUTLS_CERT_REVOKED) { reasons.append(.revoked) }
+        if has(GNUTLS_CERT_INSECURE_ALGORITHM) { reasons.append(.insecureAlgorithm) }
+        if has(GNUTLS_CERT_SIGNATURE_FAILURE) { reasons.append(.badSignature) }
+        if has(GNUTLS_CERT_SIGNER_NOT_CA) || has(GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE) {
+            reasons.append(.invalidIssuer)
+        }
+        if has(GNUTLS_CERT_PURPOSE_MISMATCH) { reasons.append(.wrongPurpose) }
+        if reasons.isEmpty {
+            var text = gnutls_datum_t()
+            if gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) == 0,
+                let data = text.data
+            {
+                reasons.append(.other(String(cString: data)))
+                cgnutls_free(data)
+            } else {
+                reasons.append(.other("certificate verification failed (status 0x\(String(status, radix: 16)))"))
+            }
+        }
+        let names = leaf.map { $0.names } ?? []
+        return VerificationFailure(reasons: reasons, checkedName: checkedName, certificateNames: names, status: status)
+    }
+}
