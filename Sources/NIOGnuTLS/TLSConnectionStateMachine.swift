@@ -158,6 +158,9 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
     /// How many plaintext bytes the next ``processInput(into:now:)`` may write; 0 when it reads none.
     var plaintextCapacityNeeded: Int {
         switch state {
+        case .closing(let closing) where closing.peerFinished:
+            // Nothing more comes from the peer: what is still buffered (after its close_notify) is not read.
+            return 0
         case .active, .outputClosed, .closing:
             guard session.canRead else { return 0 }
             // Plaintext is never longer than the ciphertext it came from: size the buffer to what is there.
@@ -240,6 +243,8 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
             // Many connections go quiet after the handshake: keep no buffers for them until data moves.
             if quiet { session.releaseEmptyBuffers() }
             return .handshakeCompleted(quiet: quiet)
+        case .closing(let closing) where closing.peerFinished:
+            return .wait
         case .active, .outputClosed, .closing:
             guard buffer.count > 0 else { return .wait }
             let outcome: TLSSession.ReadResult

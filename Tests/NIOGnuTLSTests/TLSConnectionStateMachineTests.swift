@@ -142,6 +142,7 @@ func pump(_ client: inout Side, _ server: inout Side, now: Int64 = 0) -> (client
     }
 
     /// Both channels become active at `now` and the handshake runs to its end.
+    @discardableResult
     func connect(_ client: inout Side, _ server: inout Side, now: Int64 = 0) -> (client: [String], server: [String]) {
         client.machine.channelActive(now: now)
         server.machine.channelActive(now: now)
