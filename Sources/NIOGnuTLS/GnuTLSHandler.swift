@@ -42,8 +42,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
         return TLSHandshakeInfo(session)
     }
     /// Made on demand by ``handshakeFuture``: a pipeline that only listens for the user event pays for no promise.
-    private var handshakePromise: EventLoopPromise<TLSHandshakeInfo>?
-    private var eventLoop: (any EventLoop)?
+    @exclusivity(unchecked) private var handshakePromise: EventLoopPromise<TLSHandshakeInfo>?
+    @exclusivity(unchecked) private var eventLoop: (any EventLoop)?
 
     /// The event loop's ``DeadlineSweeper``, while this handler's deadlines are checked.
     @exclusivity(unchecked) private var sweeper: DeadlineSweeper?
@@ -266,9 +266,16 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
             case .deliver:
                 context.fireChannelRead(wrapInboundOut(buffer!))
                 delivered = true
-            case .handshakeCompleted(let quiet):
-                flushOutput(context: context)
-                if quiet { outputBuffer = nil }
+            case .handshakeCompleted(let quiet, let then):
+                if case .none = then {
+                    flushOutput(context: context)
+                    if quiet { outputBuffer = nil }
+                } else {
+                    perform(then, context: context)
+                }
+                // A write that failed at once may have closed the channel already: then there is nothing to
+                // announce (the handshake future has failed).
+                if case .closed = machine.state { continue }
                 announceHandshake(context: context)
                 perform(machine.flush(), context: context)
             case .peerClosedOutput:
@@ -296,10 +303,12 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
 
     private func announceHandshake(context: ChannelHandlerContext) {
         let info = TLSHandshakeInfo(session)
+        // Taken first: a handler that fails the connection from inside an event must not fail it as well.
+        let promise = handshakePromise
+        handshakePromise = nil
         context.fireUserInboundEventTriggered(GnuTLSEvent.handshakeCompleted(info))
         context.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: info.applicationProtocol))
-        handshakePromise?.succeed(info)
-        handshakePromise = nil
+        promise?.succeed(info)
     }
 
     /// Sends the records the reads produced (handshake messages, alerts). Read completion is passed on when
@@ -433,10 +442,11 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
         outputBuffer!.writeBytes(bytes)
     }
 
-    /// Sends what the session produced since the last write, as one buffer.
+    /// Sends what the session produced since the last write, as one buffer. With nothing to send, a promise
+    /// goes with an empty write, so that it completes after the writes before it, in order.
     private func flushOutput(context: ChannelHandlerContext, promise: EventLoopPromise<Void>? = nil) {
         guard !outputSent, let buffer = outputBuffer, buffer.readableBytes > 0 else {
-            promise?.succeed(())
+            if let promise { context.writeAndFlush(wrapOutboundOut(allocator.buffer(capacity: 0)), promise: promise) }
             return
         }
         outputSent = true

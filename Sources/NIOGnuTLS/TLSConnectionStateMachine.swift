@@ -85,9 +85,10 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
         case wait
         /// This many plaintext bytes were written to the buffer: pass them on, then step again.
         case deliver(Int)
-        /// The handshake completed: write the session's output, announce the handshake, then ``flush()`` the
-        /// writes that waited for it, then step again. `quiet`: nothing else is buffered, so buffers may go.
-        case handshakeCompleted(quiet: Bool)
+        /// The handshake completed: carry out `then` (a half-close asked for during the handshake; otherwise
+        /// write the session's output), announce the handshake, ``flush()`` the writes that waited for it, then
+        /// step again. `quiet`: nothing else is buffered, so buffers may go.
+        case handshakeCompleted(quiet: Bool, then: Action)
         /// The peer's close_notify arrived and half-closure is allowed: announce it, then step again.
         case peerClosedOutput
         /// Carry out `action`, then step again.
@@ -98,8 +99,8 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
     enum State {
         /// The channel is not active yet. Writes wait.
         case idle
-        /// The handshake is under way. Writes wait for it.
-        case handshaking(deadline: Int64)
+        /// The handshake is under way. Writes wait for it, and so does a half-close.
+        case handshaking(HandshakingState)
         /// Application data flows both ways.
         case active
         /// The peer's close_notify arrived and half-closure is allowed: we may still write.
@@ -111,6 +112,18 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
         case closing(ClosingState)
         /// The connection is over; `failure` is what ended it, if it did not end cleanly.
         case closed(failure: (any Error)?)
+    }
+
+    struct HandshakingState {
+        var deadline: Int64
+        /// A half-close (`close(mode: .output)`) asked for before the handshake completed, carried out once it
+        /// has.
+        var halfClose: HalfCloseRequest = .notRequested
+    }
+
+    enum HalfCloseRequest {
+        case notRequested
+        case requested(promise: Promise?)
     }
 
     struct ClosingState {
@@ -141,49 +154,63 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
     }
 
     // MARK: - What the handler asks
+    //
+    // The queries are `mutating` on purpose: the handler then reads them in place. A non-mutating call on the
+    // machine stored in the handler copies it out first (retaining the session, the pending writes and the
+    // state's promises) and destroys the copy afterwards, several times per connection.
 
     /// Whether activity needs recording (there is an idle timeout).
-    var tracksActivity: Bool { timeouts.idle != nil }
+    var tracksActivity: Bool {
+        mutating get { timeouts.idle != nil }
+    }
 
     /// The next time ``deadlinePassed(now:)`` has something to do, if any.
     var nextDeadline: Int64? {
-        switch state {
-        case .handshaking(let deadline): return deadline
-        case .closing(let closing): return closing.deadline
-        case .active, .inputClosed, .outputClosed: return timeouts.idle.map { lastActivity &+ $0 }
-        case .idle, .closed: return nil
+        mutating get {
+            switch state {
+            case .handshaking(let handshaking): return handshaking.deadline
+            case .closing(let closing): return closing.deadline
+            case .active, .inputClosed, .outputClosed: return timeouts.idle.map { Self.time(lastActivity, plus: $0) }
+            case .idle, .closed: return nil
+            }
         }
     }
 
     /// How many plaintext bytes the next ``processInput(into:now:)`` may write; 0 when it reads none.
     var plaintextCapacityNeeded: Int {
-        switch state {
-        case .closing(let closing) where closing.peerFinished:
-            // Nothing more comes from the peer: what is still buffered (after its close_notify) is not read.
-            return 0
-        case .active, .outputClosed, .closing:
-            guard session.canRead else { return 0 }
-            // Plaintext is never longer than the ciphertext it came from: size the buffer to what is there.
-            return max(1, min(16 * 1024, session.bufferedInputCount + session.bufferedPlaintextCount))
-        case .idle, .handshaking, .inputClosed, .closed:
-            return 0
+        mutating get {
+            switch state {
+            case .closing(let closing) where closing.peerFinished:
+                // Nothing more comes from the peer: what is still buffered (after its close_notify) is not read.
+                return 0
+            case .active, .outputClosed, .closing:
+                guard session.canRead else { return 0 }
+                // Plaintext is never longer than the ciphertext it came from: size the buffer to what is there.
+                return max(1, min(16 * 1024, session.bufferedInputCount + session.bufferedPlaintextCount))
+            case .idle, .handshaking, .inputClosed, .closed:
+                return 0
+            }
         }
     }
 
     /// Whether the connection still expects bytes from the peer.
     var isReading: Bool {
-        switch state {
-        case .handshaking, .active, .outputClosed: return true
-        case .closing(let closing): return !closing.peerFinished
-        case .idle, .inputClosed, .closed: return false
+        mutating get {
+            switch state {
+            case .handshaking, .active, .outputClosed: return true
+            case .closing(let closing): return !closing.peerFinished
+            case .idle, .inputClosed, .closed: return false
+            }
         }
     }
 
     /// Whether an end of the peer's stream now would cut it short (it owes us a close_notify we still read for).
     var expectsCloseNotify: Bool {
-        switch state {
-        case .handshaking, .active, .outputClosed: return true
-        case .idle, .inputClosed, .closing, .closed: return false
+        mutating get {
+            switch state {
+            case .handshaking, .active, .outputClosed: return true
+            case .idle, .inputClosed, .closing, .closed: return false
+            }
         }
     }
 
@@ -195,12 +222,14 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
     }
 
     var handshakeOutcome: HandshakeOutcome {
-        switch state {
-        case .idle, .handshaking: return .pending
-        case .active, .inputClosed, .outputClosed, .closing: return .completed
-        case .closed(let failure):
-            if session.isHandshakeComplete { return .completed }
-            return .failed(failure.map { .error($0) } ?? .refused(.channelClosed))
+        mutating get {
+            switch state {
+            case .idle, .handshaking: return .pending
+            case .active, .inputClosed, .outputClosed, .closing: return .completed
+            case .closed(let failure):
+                if session.isHandshakeComplete { return .completed }
+                return .failed(failure.map { .error($0) } ?? .refused(.channelClosed))
+            }
         }
     }
 
@@ -215,7 +244,7 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
     mutating func channelActive(now: Int64) {
         guard case .idle = state else { return }
         lastActivity = now
-        state = .handshaking(deadline: now &+ timeouts.handshake)
+        state = .handshaking(HandshakingState(deadline: Self.time(now, plus: timeouts.handshake)))
     }
 
     /// The transport's input ended (the peer's FIN, or the channel closed). What is buffered is still processed;
@@ -232,17 +261,20 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
     /// answer in between: a handler further down may write or close in between, and the next step sees it.
     mutating func processInput(into buffer: UnsafeMutableRawBufferPointer, now: () -> Int64) -> InboundAction {
         switch state {
-        case .handshaking:
+        case .handshaking(let handshaking):
             do throws(TLSError) {
                 guard try session.handshake() == .complete else { return .wait }
             } catch {
                 return .act(fail(error))
             }
             state = .active
+            if case .requested(let promise) = handshaking.halfClose {
+                return .handshakeCompleted(quiet: false, then: closeOutput(promise: promise))
+            }
             let quiet = pendingWrites.isEmpty
             // Many connections go quiet after the handshake: keep no buffers for them until data moves.
             if quiet { session.releaseEmptyBuffers() }
-            return .handshakeCompleted(quiet: quiet)
+            return .handshakeCompleted(quiet: quiet, then: .none)
         case .closing(let closing) where closing.peerFinished:
             return .wait
         case .active, .outputClosed, .closing:
@@ -275,7 +307,7 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
         case .outputClosed(let written):
             state = .closing(
                 ClosingState(
-                    deadline: now() &+ timeouts.shutdown, promise: nil, peerFinished: true, peerSentCloseNotify: true,
+                    deadline: Self.time(now(), plus: timeouts.shutdown), promise: nil, peerFinished: true, peerSentCloseNotify: true,
                     closeNotifyWritten: written))
             return .act(closeIfDone())
         case .closing(var closing):
@@ -337,7 +369,21 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
     mutating func close(all: Bool, input: Bool = false, promise: Promise?, now: Int64) -> Action {
         if input { return .refuse(promise, .refused(.unsupportedOperation)) }
         switch state {
-        case .idle, .handshaking:
+        case .handshaking(var handshaking) where !all:
+            // Carried out once the handshake completes, after the writes that came before it.
+            switch handshaking.halfClose {
+            case .notRequested: handshaking.halfClose = .requested(promise: promise)
+            case .requested(let first): handshaking.halfClose = .requested(promise: Self.join(first, promise))
+            }
+            state = .handshaking(handshaking)
+            return .none
+        case .handshaking(let handshaking):
+            var closePromise = promise
+            if case .requested(let first) = handshaking.halfClose { closePromise = Self.join(first, promise) }
+            let abandoned = takePendingWrites()
+            state = .closed(failure: nil)
+            return .closeChannel(closePromise, shutdownCompleted: false, abandoned: abandoned)
+        case .idle:
             let abandoned = takePendingWrites()
             state = .closed(failure: nil)
             return .closeChannel(promise, shutdownCompleted: false, abandoned: abandoned)
@@ -354,15 +400,13 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
             // After a half-close, a full close waits only a bounded time for the peer.
             state = .closing(
                 ClosingState(
-                    deadline: now &+ timeouts.shutdown, promise: promise, peerFinished: false,
+                    deadline: Self.time(now, plus: timeouts.shutdown), promise: promise, peerFinished: false,
                     peerSentCloseNotify: false, closeNotifyWritten: written))
             return .none
         case .closing(var closing):
             // Already closing: this promise completes with the first close.
-            if let promise {
-                if let first = closing.promise { first.cascade(to: promise) } else { closing.promise = promise }
-                state = .closing(closing)
-            }
+            closing.promise = Self.join(closing.promise, promise)
+            state = .closing(closing)
             return .none
         case .closed:
             return all ? .closeChannel(promise, shutdownCompleted: false, abandoned: []) : .succeed(promise)
@@ -399,14 +443,14 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
 
     mutating func deadlinePassed(now: Int64) -> DeadlineOutcome {
         switch state {
-        case .handshaking(let deadline):
-            guard now >= deadline else { return .none }
+        case .handshaking(let handshaking):
+            guard now >= handshaking.deadline else { return .none }
             let error = TLSError(
                 kind: .timeout,
                 reason: "the handshake did not complete within \(Self.describe(nanoseconds: timeouts.handshake))")
             return .act(fail(error))
         case .active, .inputClosed, .outputClosed:
-            guard let idle = timeouts.idle, now >= lastActivity &+ idle else { return .none }
+            guard let idle = timeouts.idle, now >= Self.time(lastActivity, plus: idle) else { return .none }
             // Bytes moving again restarts the wait; the close that follows resets nothing.
             lastActivity = now
             return .idleTimeout(idle)
@@ -454,9 +498,10 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
         return (promise, takePendingWrites())
     }
 
-    /// The handler left the pipeline: what still waits can never complete.
+    /// The handler left the pipeline: what still waits can never complete, and nothing more happens.
     mutating func handlerRemoved() -> PendingWrites {
-        takePendingWrites()
+        state = .closed(failure: nil)
+        return takePendingWrites()
     }
 
     // MARK: - Transitions
@@ -470,7 +515,7 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
         }
         state = .closing(
             ClosingState(
-                deadline: now &+ timeouts.shutdown, promise: promise, peerFinished: peerSentCloseNotify,
+                deadline: Self.time(now, plus: timeouts.shutdown), promise: promise, peerFinished: peerSentCloseNotify,
                 peerSentCloseNotify: peerSentCloseNotify, closeNotifyWritten: false))
         return .sendCloseNotify(writes: writes, close: nil)
     }
@@ -509,10 +554,7 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
     /// A fatal error: the connection is over.
     private mutating func fail(_ error: any Error, close: Promise? = nil) -> Action {
         var promise = close
-        if case .closing(let closing) = state {
-            if let first = closing.promise, let promise { first.cascade(to: promise) }
-            promise = closing.promise ?? promise
-        }
+        if case .closing(let closing) = state { promise = Self.join(closing.promise, close) }
         state = .closed(failure: error)
         return .fail(error, abandoned: takePendingWrites(), close: promise)
     }
@@ -548,10 +590,24 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
         var combined: Promise?
         for index in 0..<count {
             guard let next = pendingWrites[index].1 else { continue }
-            if let combined { combined.cascade(to: next) } else { combined = next }
+            combined = Self.join(combined, next)
         }
         pendingWrites.removeAll(keepingCapacity: true)
         return .success(combined)
+    }
+
+    /// One promise that stands for both: `second` completes with `first`. Cascading only registers a callback
+    /// (the promises here are not completed yet), so nothing runs while the machine changes.
+    static func join(_ first: Promise?, _ second: Promise?) -> Promise? {
+        guard let first else { return second }
+        if let second { first.cascade(to: second) }
+        return first
+    }
+
+    /// `time + duration`, at most the end of time: a timeout of `.nanoseconds(.max)` means never.
+    static func time(_ time: Int64, plus duration: Int64) -> Int64 {
+        let (sum, overflow) = time.addingReportingOverflow(duration)
+        return overflow ? .max : sum
     }
 
     /// A duration for a person: "10 s", "0.5 s".

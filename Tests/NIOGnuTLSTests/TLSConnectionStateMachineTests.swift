@@ -57,7 +57,8 @@ func describe(_ step: TestMachine.InboundAction) -> String {
     switch step {
     case .wait: return "wait"
     case .deliver(let count): return "deliver(\(count))"
-    case .handshakeCompleted(let quiet): return "handshakeCompleted(quiet: \(quiet))"
+    case .handshakeCompleted(let quiet, .none): return "handshakeCompleted(quiet: \(quiet))"
+    case .handshakeCompleted(let quiet, let then): return "handshakeCompleted(quiet: \(quiet), then: \(describe(then)))"
     case .peerClosedOutput: return "peerClosedOutput"
     case .act(let action): return "act(\(describe(action)))"
     }
@@ -79,6 +80,12 @@ struct Side {
     }
 
     var session: TLSSession { machine.session }
+
+    // The machine's queries are mutating (the handler reads them in place); a copy serves for looking.
+    var nextDeadline: Int64? { var copy = machine; return copy.nextDeadline }
+    var isReading: Bool { var copy = machine; return copy.isReading }
+    var tracksActivity: Bool { var copy = machine; return copy.tracksActivity }
+    var handshakeOutcome: TestMachine.HandshakeOutcome { var copy = machine; return copy.handshakeOutcome }
 
     /// Ciphertext the session wants sent.
     func output() -> [UInt8] { session.takePendingOutput() }
@@ -178,8 +185,46 @@ func pump(_ client: inout Side, _ server: inout Side, now: Int64 = 0) -> (client
         _ = client.machine.write(TestBytes("never sent"), promise: waiting)
         #expect(describe(client.machine.close(all: true, promise: closed, now: 0)) == "closeChannel(closed, shutdownCompleted: false, abandoned: 1)")
         #expect(client.output().isEmpty, "no alert and no close_notify before TLS is up")
-        guard case .failed(.refused(.channelClosed)) = client.machine.handshakeOutcome else {
-            Issue.record("handshake outcome: \(client.machine.handshakeOutcome)")
+        guard case .failed(.refused(.channelClosed)) = client.handshakeOutcome else {
+            Issue.record("handshake outcome: \(client.handshakeOutcome)")
+            return
+        }
+    }
+
+    @Test func aHalfCloseDuringTheHandshakeIsCarriedOutAfterItBehindTheWritesBeforeIt() throws {
+        var (client, server) = try makePair(serverHalfClosure: true)
+        client.machine.channelActive(now: 0)
+        server.machine.channelActive(now: 0)
+        #expect(client.step() == [])
+        _ = client.machine.write(TestBytes("request"), promise: TestPromise("request"))
+        #expect(describe(client.machine.close(all: false, promise: TestPromise("half"), now: 0)) == "none")
+        #expect(describe(client.machine.close(all: false, promise: TestPromise("again"), now: 0)) == "none")
+        let steps = pump(&client, &server)
+        #expect(steps.client == ["handshakeCompleted(quiet: false, then: sendCloseNotify(writes: request, close: half))"])
+        #expect(steps.server == ["handshakeCompleted(quiet: true)", "deliver(7)", "peerClosedOutput"])
+        #expect(server.delivered == Array("request".utf8))
+        guard case .outputClosed = client.machine.state else {
+            Issue.record("state: \(client.machine.state)")
+            return
+        }
+    }
+
+    @Test func aHandlerRemovedLeavesAMachineThatDoesNothingMore() throws {
+        var (client, server) = try makePair()
+        connect(&client, &server)
+        _ = client.machine.close(all: true, promise: nil, now: 0)
+        #expect(client.nextDeadline == 3 * second)
+        #expect(client.machine.handlerRemoved().isEmpty)
+        #expect(client.nextDeadline == nil, "no deadline keeps a removed handler in the sweeper")
+        #expect(describe(client.machine.closeNotifyWritten(error: nil)) == "none")
+    }
+
+    @Test func aTimeoutOfForeverNeverPasses() throws {
+        var server = Side(session: try pki.serverContext().makeSession(), handshake: .max)
+        server.machine.channelActive(now: 5 * second)
+        #expect(server.nextDeadline == .max)
+        guard case .none = server.machine.deadlinePassed(now: .max - 1) else {
+            Issue.record("a handshake timeout of .max passed")
             return
         }
     }
@@ -188,7 +233,7 @@ func pump(_ client: inout Side, _ server: inout Side, now: Int64 = 0) -> (client
     func theHandshakeDeadlineFailsTheConnectionWithATimeout(limit: Int64, wording: String) throws {
         var server = Side(session: try pki.serverContext().makeSession(), handshake: limit)
         server.machine.channelActive(now: 5 * second)
-        #expect(server.machine.nextDeadline == 5 * second + limit)
+        #expect(server.nextDeadline == 5 * second + limit)
         guard case .none = server.machine.deadlinePassed(now: 5 * second + limit - 1) else {
             Issue.record("acted before the deadline")
             return
@@ -201,9 +246,9 @@ func pump(_ client: inout Side, _ server: inout Side, now: Int64 = 0) -> (client
         }
         #expect(error.kind == .timeout)
         #expect(error.reason == "the handshake did not complete within \(wording)")
-        #expect(server.machine.nextDeadline == nil)
-        guard case .failed(.error(let outcome as TLSError)) = server.machine.handshakeOutcome else {
-            Issue.record("handshake outcome: \(server.machine.handshakeOutcome)")
+        #expect(server.nextDeadline == nil)
+        guard case .failed(.error(let outcome as TLSError)) = server.handshakeOutcome else {
+            Issue.record("handshake outcome: \(server.handshakeOutcome)")
             return
         }
         #expect(outcome.kind == .timeout)
@@ -254,14 +299,14 @@ func pump(_ client: inout Side, _ server: inout Side, now: Int64 = 0) -> (client
         connect(&client, &server)
         let closed = TestPromise("closed")
         #expect(describe(client.machine.close(all: true, promise: closed, now: 0)) == "sendCloseNotify(writes: nil, close: nil)")
-        #expect(client.machine.nextDeadline == 3 * second)
+        #expect(client.nextDeadline == 3 * second)
         #expect(server.receive(client.output()) == ["act(sendCloseNotify(writes: nil, close: nil))"])
         // The server's close_notify is not written yet: its channel stays open.
         #expect(describe(server.machine.closeNotifyWritten(error: nil)) == "closeChannel(nil, shutdownCompleted: true, abandoned: 0)")
         // The client has the server's answer before its own close_notify was reported written.
         #expect(client.receive(server.output()) == ["act(none)"])
         #expect(describe(client.machine.closeNotifyWritten(error: nil)) == "closeChannel(closed, shutdownCompleted: true, abandoned: 0)")
-        #expect(client.machine.nextDeadline == nil)
+        #expect(client.nextDeadline == nil)
         #expect(describe(client.machine.write(TestBytes("late"), promise: TestPromise("late"))) == "refuse(late, outputClosed)")
     }
 
@@ -273,7 +318,7 @@ func pump(_ client: inout Side, _ server: inout Side, now: Int64 = 0) -> (client
         #expect(describe(client.machine.closeNotifyWritten(error: nil)) == "none")
         #expect(describe(client.machine.close(all: false, promise: TestPromise("again"), now: 0)) == "refuse(again, outputClosed)")
         #expect(server.receive(client.output()) == ["peerClosedOutput"])
-        #expect(server.machine.nextDeadline == nil, "no idle timeout, and the peer owes nothing more")
+        #expect(server.nextDeadline == nil, "no idle timeout, and the peer owes nothing more")
         #expect(server.send("reply") == "send(nil)")
         #expect(describe(server.machine.close(all: true, promise: TestPromise("closed"), now: 0)) == "sendCloseNotify(writes: nil, close: nil)")
         #expect(describe(server.machine.closeNotifyWritten(error: nil)) == "closeChannel(closed, shutdownCompleted: true, abandoned: 0)")
@@ -301,7 +346,7 @@ func pump(_ client: inout Side, _ server: inout Side, now: Int64 = 0) -> (client
         let second2 = TestPromise("second")
         #expect(describe(client.machine.close(all: true, promise: second2, now: 6 * second)) == "none")
         #expect(closed.followers.map(\.name) == ["second"])
-        #expect(client.machine.nextDeadline == 8 * second)
+        #expect(client.nextDeadline == 8 * second)
         guard case .none = client.machine.deadlinePassed(now: 8 * second - 1) else {
             Issue.record("closed before the shutdown timeout")
             return
@@ -351,7 +396,7 @@ func pump(_ client: inout Side, _ server: inout Side, now: Int64 = 0) -> (client
         client.machine.endOfInput()
         // Our close_notify is not written yet: wait for it.
         #expect(client.step() == ["act(none)"])
-        #expect(!client.machine.isReading)
+        #expect(!client.isReading)
         #expect(describe(client.machine.closeNotifyWritten(error: nil)) == "closeChannel(closed, shutdownCompleted: false, abandoned: 0)")
         _ = server
     }
@@ -411,10 +456,10 @@ func pump(_ client: inout Side, _ server: inout Side, now: Int64 = 0) -> (client
     @Test func theIdleTimeoutCountsFromTheLastActivityAndThenClosesWithCloseNotify() throws {
         var (client, server) = try makePair(idle: 30 * second)
         connect(&client, &server)
-        #expect(server.machine.tracksActivity)
-        #expect(server.machine.nextDeadline == 30 * second)
+        #expect(server.tracksActivity)
+        #expect(server.nextDeadline == 30 * second)
         server.machine.recordActivity(at: 20 * second)
-        #expect(server.machine.nextDeadline == 50 * second)
+        #expect(server.nextDeadline == 50 * second)
         guard case .none = server.machine.deadlinePassed(now: 50 * second - 1) else {
             Issue.record("idle before the timeout")
             return
@@ -425,17 +470,17 @@ func pump(_ client: inout Side, _ server: inout Side, now: Int64 = 0) -> (client
         }
         #expect(idle == 30 * second)
         #expect(describe(server.machine.close(all: true, promise: nil, now: 50 * second)) == "sendCloseNotify(writes: nil, close: nil)")
-        #expect(server.machine.nextDeadline == 53 * second, "now the shutdown timeout")
+        #expect(server.nextDeadline == 53 * second, "now the shutdown timeout")
         #expect(client.receive(server.output()) == ["act(sendCloseNotify(writes: nil, close: nil))"])
         // Without an idle timeout, an open connection has no deadline.
-        #expect(!client.machine.tracksActivity)
+        #expect(!client.tracksActivity)
     }
 
     @Test func withoutAnIdleTimeoutAnOpenConnectionHasNoDeadline() throws {
         var (client, server) = try makePair()
         connect(&client, &server)
-        #expect(client.machine.nextDeadline == nil)
-        #expect(server.machine.nextDeadline == nil)
+        #expect(client.nextDeadline == nil)
+        #expect(server.nextDeadline == nil)
     }
 
     // MARK: - Re-entrancy: a handler further down acts between two steps
