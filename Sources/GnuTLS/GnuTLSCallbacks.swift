@@ -15,7 +15,7 @@ func tlsSessionVecPush(_ pointer: gnutls_transport_ptr_t?, _ vectors: UnsafePoin
     for index in 0..<Int(count) { total += vectors[index].iov_len }
     if let sink = io.pointee.sink {
         for index in 0..<Int(count) where vectors[index].iov_len > 0 {
-            sink(UnsafeRawBufferPointer(start: vectors[index].iov_base, count: vectors[index].iov_len))
+            sink.takeOutput(UnsafeRawBufferPointer(start: vectors[index].iov_base, count: vectors[index].iov_len))
         }
         return total
     }

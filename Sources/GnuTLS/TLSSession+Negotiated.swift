@@ -14,6 +14,18 @@ extension TLSSession {
         return String(cString: name)
     }
 
+    /// The cipher suite's name in GnuTLS's table, read without making a string (see ``StaticName``).
+    package var cipherSuiteName: StaticName? {
+        guard isHandshakeComplete, let name = gnutls_ciphersuite_get(session) else { return nil }
+        return StaticName(name)
+    }
+
+    /// The key-exchange group's name in GnuTLS's table, read without making a string.
+    package var keyExchangeGroupName: StaticName? {
+        guard isHandshakeComplete, let name = gnutls_group_get_name(gnutls_group_get(session)) else { return nil }
+        return StaticName(name)
+    }
+
     /// The key-exchange group in use (for example `X25519`), once the handshake has completed.
     public var keyExchangeGroup: String? {
         guard isHandshakeComplete else { return nil }

@@ -244,13 +244,14 @@ public final class TLSSession {
     /// saves copying it twice (a channel handler appends it straight to its network buffer); output already
     /// pending goes to the sink first. The bytes are valid only during the call.
     ///
-    /// Not public API: a fast path for the NIO handler in this package (`package` access).
-    package var outputSink: ((UnsafeRawBufferPointer) -> Void)? {
+    /// Not public API: a fast path for the NIO handler in this package (`package` access). The session does not
+    /// keep the sink alive (no reference counting per record): its owner must set this to nil before it goes.
+    package var outputSink: (any TLSOutputSink)? {
         get { io.pointee.sink }
         set {
             io.pointee.sink = newValue
             if let newValue, !io.pointee.outbound.isEmpty {
-                newValue(io.pointee.outbound.bytes)
+                newValue.takeOutput(io.pointee.outbound.bytes)
                 io.pointee.outbound.removeAll()
             }
         }

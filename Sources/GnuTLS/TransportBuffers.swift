@@ -10,7 +10,7 @@ struct TransportBuffers {
     var borrowedOffset = 0
     var outbound = ByteQueue()
     /// Takes produced ciphertext instead of `outbound` when set (``TLSSession/outputSink``).
-    var sink: ((UnsafeRawBufferPointer) -> Void)?
+    unowned(unsafe) var sink: (any TLSOutputSink)?
     /// The transport will deliver no more bytes.
     var inboundEnded = false
 
@@ -37,4 +37,10 @@ struct TransportBuffers {
         borrowed = UnsafeRawBufferPointer(start: nil, count: 0)
         borrowedOffset = 0
     }
+}
+
+/// Takes ciphertext as GnuTLS produces it, instead of the session's pending output (``TLSSession/outputSink``).
+package protocol TLSOutputSink: AnyObject {
+    /// Takes `bytes`, which are valid only during the call.
+    func takeOutput(_ bytes: UnsafeRawBufferPointer)
 }

@@ -15,7 +15,7 @@ import NIOTLS
 /// It fires NIO's `TLSUserEvent.handshakeCompleted` and `.shutdownCompleted` as well as ``GnuTLSEvent``s.
 ///
 /// The handler only carries out what its connection state machine decides (`TLSConnectionStateMachine`).
-public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler, DeadlineChecking {
+public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler, DeadlineChecking, TLSOutputSink {
     /// Ciphertext read from the channel.
     public typealias InboundIn = ByteBuffer
     /// Plaintext passed up the pipeline.
@@ -134,7 +134,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
                 (try? context.channel.syncOptions?.getOption(ChannelOptions.allowRemoteHalfClosure)) ?? false
         }
         // Records go straight from GnuTLS into the network buffer (one copy instead of two).
-        session.outputSink = { [unowned self] bytes in self.appendOutput(bytes) }
+        session.outputSink = self
         if context.channel.isActive { startHandshake(context: context) }
     }
 
@@ -430,7 +430,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
     // MARK: - Output
 
     /// The session's output sink: appends ciphertext to the buffer of the next channel write.
-    private func appendOutput(_ bytes: UnsafeRawBufferPointer) {
+    package func takeOutput(_ bytes: UnsafeRawBufferPointer) {
         if outputBuffer == nil {
             outputBuffer = allocator.buffer(capacity: bytes.count)
         } else if outputSent {

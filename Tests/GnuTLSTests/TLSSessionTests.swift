@@ -83,13 +83,13 @@ import Testing
         // Output pending when a sink is set goes to it first; later output goes straight to it.
         try pair.server.write(Array("first ".utf8))
         #expect(pair.server.hasPendingOutput)
-        var sunk: [UInt8] = []
-        pair.server.outputSink = { sunk += $0 }
+        let sink = CollectingSink()
+        pair.server.outputSink = sink
         #expect(!pair.server.hasPendingOutput)
         try pair.server.write(Array("second".utf8))
         pair.server.outputSink = nil
         #expect(!pair.server.hasPendingOutput)
-        pair.client.feed(sunk)
+        pair.client.feed(sink.bytes)
         var reply: [UInt8] = []
         try pair.client.readAvailable(into: &reply)
         #expect(reply == Array("first second".utf8))
@@ -252,4 +252,10 @@ import Testing
         let error = #expect(throws: TLSError.self) { try client.write(Array("early".utf8)) }
         #expect(error?.kind == .invalidState)
     }
+}
+
+/// An output sink that keeps what it is given.
+final class CollectingSink: TLSOutputSink {
+    var bytes: [UInt8] = []
+    func takeOutput(_ bytes: UnsafeRawBufferPointer) { self.bytes += bytes }
 }
