@@ -54,9 +54,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
     /// A plaintext buffer that a read left empty, for the next read.
     @exclusivity(unchecked) private var scratch: ByteBuffer?
     /// Ciphertext the session produced (it arrives through the session's output sink) for the next channel
-    /// write. Kept after a write for reuse; `outputSent` says its contents are already gone.
+    /// write: its readable bytes are what is not sent yet. Kept after a write for reuse.
     @exclusivity(unchecked) private var outputBuffer: ByteBuffer?
-    @exclusivity(unchecked) private var outputSent = false
     @exclusivity(unchecked) private var allocator = ByteBufferAllocator()
     /// Whether a read asked for by the pipeline (`read(context:)`; with `autoRead` off, the only reads there
     /// are) has not yielded plaintext yet: handshake and other records without plaintext then ask for another
@@ -433,23 +432,25 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
     package func takeOutput(_ bytes: UnsafeRawBufferPointer) {
         if outputBuffer == nil {
             outputBuffer = allocator.buffer(capacity: bytes.count)
-        } else if outputSent {
-            // Once the socket has taken the last write, NIO no longer holds the buffer and clearing it allocates
-            // nothing (if NIO still holds it, clearing gives us fresh storage: nothing is copied).
+        } else if outputBuffer!.readableBytes == 0 {
+            // Everything in it was sent. Once the socket has taken the last write, NIO no longer holds the buffer
+            // and clearing it allocates nothing (if NIO still holds it, clearing gives us fresh storage: nothing is
+            // copied).
             outputBuffer!.clear(minimumCapacity: bytes.count)
         }
-        outputSent = false
         outputBuffer!.writeBytes(bytes)
     }
 
     /// Sends what the session produced since the last write, as one buffer. With nothing to send, a promise
     /// goes with an empty write, so that it completes after the writes before it, in order.
     private func flushOutput(context: ChannelHandlerContext, promise: EventLoopPromise<Void>? = nil) {
-        guard !outputSent, let buffer = outputBuffer, buffer.readableBytes > 0 else {
+        guard let buffer = outputBuffer, buffer.readableBytes > 0 else {
             if let promise { context.writeAndFlush(wrapOutboundOut(allocator.buffer(capacity: 0)), promise: promise) }
             return
         }
-        outputSent = true
+        // Our copy of the buffer now holds nothing unsent (moving its reader index touches no storage: NIO's copy
+        // keeps the bytes).
+        outputBuffer!.moveReaderIndex(forwardBy: buffer.readableBytes)
         context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
     }
 }
