@@ -20,6 +20,8 @@ final class EchoServer: Sendable {
     private let listeners = NIOLockedValueBox<[any Channel]>([])
     /// Open connections, counted across event loops without a lock.
     private let openConnections: ConnectionCounter
+    /// Connections accepted with the descriptor table full, to be closed at once (see ``AcceptGuard``).
+    private let toShed = ShedList()
 
     init(
         context: TLSContext, group: MultiThreadedEventLoopGroup, output: ConsoleOutput, stream: Bool, quiet: Bool,
@@ -57,6 +59,15 @@ final class EchoServer: Sendable {
         ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // With the descriptor table full, accept fails at once and NIO would retry it in a busy loop:
+            // back off, and say so (the classic bind path adds no AcceptBackoffHandler by itself).
+            .serverChannelInitializer { [output, toShed] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        AcceptBackoffHandler(backoffProvider: AcceptGuard.backoff(for:)))
+                    try channel.pipeline.syncOperations.addHandler(AcceptGuard(output: output, toShed: toShed))
+                }
+            }
             // No child options: accepted sockets inherit TCP_NODELAY from the listening socket (NIO sets it),
             // and every option set per child costs a system call and allocations per connection.
             .childChannelInitializer { [self] channel in
@@ -72,11 +83,17 @@ final class EchoServer: Sendable {
 
     /// Sets up one accepted connection, or refuses it when the limit is reached.
     private func initialize(_ channel: any Channel) throws {
+        // A refusal fails the initializer: the bootstrap then closes the connection before it is registered
+        // (closing it from here would leave NIO registering a channel that nothing serves).
+        if toShed.take(channel) {
+            // Accepted with the last descriptor, to unblock the listening socket: no line per connection (the
+            // listener's line says why).
+            throw RefusedConnection()
+        }
         guard openConnections.acquire() else {
             let peer = channel.remoteAddress.map(Self.format) ?? "unknown"
             output.line("Connection from \(peer) refused: limit of \(maxConnections) open connections reached")
-            channel.close(promise: nil)
-            return
+            throw RefusedConnection()
         }
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(
@@ -99,6 +116,9 @@ final class EchoServer: Sendable {
         return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
     }
 }
+
+/// A connection the server closes as soon as it is accepted (the reason is logged where it is decided).
+struct RefusedConnection: Error {}
 
 /// Counts open connections against a limit; shared by every event loop.
 final class ConnectionCounter: Sendable {

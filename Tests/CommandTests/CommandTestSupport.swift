@@ -189,7 +189,8 @@ final class ChildProcess: @unchecked Sendable {
         _ = ignoreSIGPIPE
         self.tool = tool
         self.arguments = arguments
-        process.executableURL = try Binaries.url(of: tool)
+        // A command of this package by name, or any program by its absolute path.
+        process.executableURL = tool.hasPrefix("/") ? URL(fileURLWithPath: tool) : try Binaries.url(of: tool)
         process.arguments = arguments
         if let directory { process.currentDirectoryURL = directory }
         let outPipe = Pipe()

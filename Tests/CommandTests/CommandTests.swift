@@ -280,6 +280,34 @@ struct CommandTests {
 
     // MARK: 9. Concurrency and garbage
 
+    @Test("With the descriptor table full the server neither spins nor stays silent, and serves again once descriptors are free")
+    func descriptorExhaustion() async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(files.serverArguments() + ["--host", "127.0.0.1"], directory: files.url)
+        defer { server.kill() }
+        // The running server may open 40 descriptors; more clients than that wait in the listen backlog.
+        let limit = try await runTool("/usr/bin/prlimit", ["--pid", "\(server.child.pid)", "--nofile=40:40"])
+        #expect(limit.status == 0, "\(limit)")
+        var clients: [RawTCPConnection] = []
+        for _ in 0..<60 { clients.append(try RawTCPConnection(port: server.port)) }
+        #expect(
+            try await server.waitForLine(where: { $0.hasPrefix("tls-server: cannot accept connections: Too many open files") }) != nil,
+            "no line about the full table:\n\(server.transcript)")
+        // A full table costs no CPU: a busy loop on accept would use a whole core (200 ticks in 2 s).
+        let before = try cpuTicks(of: server.child.pid)
+        try await Task.sleep(for: .seconds(2))
+        let ticks = try cpuTicks(of: server.child.pid) - before
+        #expect(ticks < 30, "the server used \(ticks) of 200 CPU ticks in 2 s with the table full")
+        #expect(server.lines.filter { $0.hasPrefix("tls-server: cannot accept connections") }.count == 1, "\(server.transcript)")
+
+        for client in clients { client.close() }
+        let result = try await runClient(port: server.port, files: files, ["--host", "127.0.0.1", "--servername", "localhost"])
+        expectSuccessfulExchange(result)
+        #expect(
+            try await server.waitForLine(where: { $0.hasPrefix("tls-server: accepting connections again after ") }) != nil,
+            "\(server.transcript)")
+    }
+
     @Test("On the real event loop: no handshake within --handshake-timeout closes with a line; no bytes for --idle-timeout sends close_notify, logs one line, and closes once the client answers")
     func handshakeAndIdleDeadlines() async throws {
         let files = try TestFiles()
@@ -553,4 +581,16 @@ struct CommandTests {
             "\(server.transcript)")
         expectSuccessfulExchange(try await runClient(port: server.port, files: files))
     }
+}
+
+/// User plus system CPU time of a process so far, in clock ticks (`/proc/PID/stat` fields 14 and 15).
+func cpuTicks(of pid: Int32) throws -> Int {
+    let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    guard let close = stat.lastIndex(of: ")") else { throw HarnessError("unreadable /proc/\(pid)/stat") }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 13, let user = Int(fields[11]), let system = Int(fields[12]) else {
+        throw HarnessError("unreadable /proc/\(pid)/stat")
+    }
+    return user + system
 }
