@@ -5,8 +5,13 @@ import TLSCommandSupport
 
 /// The skeleton's protocol on plaintext: print the client's message, send it back, close.
 /// With `stream`, echo everything until the client closes.
-final class EchoHandler: ChannelInboundHandler {
+///
+/// Back-pressure: while the channel is not writable (the peer reads slower than it sends, or not at all), read
+/// requests are held back until it is writable again, so a connection costs at most NIO's write buffer (its
+/// high watermark) and the socket buffers, however much the peer sends.
+final class EchoHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let stream: Bool
@@ -15,6 +20,8 @@ final class EchoHandler: ChannelInboundHandler {
     private var answered = false
     private var message: ByteBuffer?
     private var reported = false
+    /// A read was asked for while the channel was not writable.
+    private var readHeld = false
 
     /// The peer's address, formatted only when a line names it (not per connection under --quiet).
     private var peer = "unknown"
@@ -53,6 +60,22 @@ final class EchoHandler: ChannelInboundHandler {
         } else {
             message?.writeBuffer(&buffer)
         }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            context.read()
+        } else {
+            readHeld = true
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if readHeld && context.channel.isWritable {
+            readHeld = false
+            context.read()
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

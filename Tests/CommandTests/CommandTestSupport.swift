@@ -379,10 +379,14 @@ final class RawTCPConnection: @unchecked Sendable {
     /// This end's port: the server logs the connection as `127.0.0.1:localPort`.
     let localPort: Int
 
-    /// Connects (blocking, local, so immediate) to 127.0.0.1:`port`, then switches to non-blocking I/O.
-    init(port: Int) throws {
+    /// Connects (blocking, local, so immediate) to 127.0.0.1:`port`, then switches to non-blocking I/O. With
+    /// `receiveBuffer`, the socket's receive buffer (and so the window the peer may fill) is set that small first.
+    init(port: Int, receiveBuffer: Int32? = nil) throws {
         let fd = socket(AF_INET, socketType, 0)
         guard fd >= 0 else { throw HarnessError("socket: \(String(cString: strerror(errno)))") }
+        if var size = receiveBuffer {
+            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = loopbackAddress(port: port)
         let rc = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -408,11 +412,20 @@ final class RawTCPConnection: @unchecked Sendable {
         guard sent == bytes.count else { throw HarnessError("send: \(String(cString: strerror(errno)))") }
     }
 
-    /// What the peer has sent so far and not yet been read (empty if nothing is waiting); nil once it closed.
-    func receiveAvailable() -> [UInt8]? {
+    /// Sends what the socket takes now without waiting; returns how many bytes it took (0 when its buffer is full).
+    func sendAvailable(_ bytes: UnsafeRawBufferPointer) throws -> Int {
+        let sent = Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
+        if sent >= 0 { return sent }
+        if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return 0 }
+        throw HarnessError("send: \(String(cString: strerror(errno)))")
+    }
+
+    /// What the peer has sent so far and not yet been read, up to about `limit` bytes (empty if nothing is
+    /// waiting); nil once it closed.
+    func receiveAvailable(limit: Int = .max) -> [UInt8]? {
         var received: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16 * 1024)
-        while true {
+        while received.count < limit {
             let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
             if count > 0 {
                 received += chunk[..<count]
@@ -422,6 +435,7 @@ final class RawTCPConnection: @unchecked Sendable {
             if errno == EINTR { continue }
             return received
         }
+        return received
     }
 
     /// Whether the peer has closed the connection, reading and dropping whatever it sent first.

@@ -280,6 +280,91 @@ struct CommandTests {
 
     // MARK: 9. Concurrency and garbage
 
+    @Test("--stream: a slow reader that sends close_notify right after its data still gets every byte back, then the server's close_notify")
+    func streamEchoesEverythingToASlowReader() async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(files.serverArguments() + ["--stream", "--quiet"], directory: files.url)
+        defer { server.kill() }
+        // A small window: the server's echo waits in its own buffers, not in ours.
+        let connection = try RawTCPConnection(port: server.port, receiveBuffer: 8 * 1024)
+        defer { connection.close() }
+        let session = try await handshake(over: connection, trusting: files.path("ca.crt"))
+
+        // 8 MB of a pattern that shows where a gap would be, then close_notify at once; read 64 KiB every 10 ms,
+        // and nothing for a second right after the close_notify went out (the server reads it while its echo is
+        // still waiting to be written).
+        let total = 8 * 1024 * 1024
+        let message = (0..<total).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 13) }
+        var pending: [UInt8] = []
+        var offset = 0
+        var closed = false
+        var received: [UInt8] = []
+        var outcome = TLSSession.ReadResult.needsInput
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(60)
+        while outcome != .closed && clock.now < deadline {
+            if pending.isEmpty && offset < total {
+                let end = min(total, offset + 64 * 1024)
+                try session.write(message[offset..<end])
+                offset = end
+                pending = session.takePendingOutput()
+            } else if pending.isEmpty && !closed {
+                try session.close()
+                pending = session.takePendingOutput()
+                closed = true
+            }
+            if !pending.isEmpty {
+                let taken = try pending.withUnsafeBytes { try connection.sendAvailable($0) }
+                pending.removeFirst(taken)
+                if closed && pending.isEmpty { try await Task.sleep(for: .seconds(1)) }
+            }
+            try await Task.sleep(for: .milliseconds(10))
+            guard let bytes = connection.receiveAvailable(limit: 64 * 1024) else { break }
+            session.feed(bytes)
+            outcome = try session.readAvailable(into: &received)
+        }
+        #expect(closed, "sent \(offset) of \(total) bytes")
+        #expect(outcome == .closed, "no close_notify from the server (received \(received.count) of \(total) bytes)")
+        #expect(received.count == total)
+        #expect(received == message, "the echo differs from what was sent")
+    }
+
+    @Test("--stream: a client that sends without reading costs the server a bounded buffer, not what it sends")
+    func streamBackPressure() async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(files.serverArguments() + ["--stream", "--quiet"], directory: files.url)
+        defer { server.kill() }
+        let connection = try RawTCPConnection(port: server.port)
+        defer { connection.close() }
+        let session = try await handshake(over: connection, trusting: files.path("ca.crt"))
+        let startRSS = try residentKiB(of: server.child.pid)
+
+        // Send up to 200 MB and read nothing, until the server stops taking bytes for a second.
+        let chunk = [UInt8](repeating: 0x61, count: 64 * 1024)
+        var pending: [UInt8] = []
+        var sent = 0
+        let clock = ContinuousClock()
+        var lastProgress = clock.now
+        let deadline = clock.now + .seconds(20)
+        while sent < 200_000_000 && clock.now - lastProgress < .seconds(1) && clock.now < deadline {
+            if pending.isEmpty {
+                try session.write(chunk)
+                pending = session.takePendingOutput()
+            }
+            let taken = try pending.withUnsafeBytes { try connection.sendAvailable($0) }
+            if taken > 0 {
+                pending.removeFirst(taken)
+                sent += taken
+                lastProgress = clock.now
+            } else {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        let grownKiB = try residentKiB(of: server.child.pid) - startRSS
+        #expect(sent < 100_000_000, "the server took \(sent) bytes from a client that reads nothing")
+        #expect(grownKiB < 32 * 1024, "the server grew by \(grownKiB) KiB while the client sent \(sent) bytes")
+    }
+
     @Test("With the descriptor table full the server neither spins nor stays silent, and serves again once descriptors are free")
     func descriptorExhaustion() async throws {
         let files = try TestFiles()
@@ -593,4 +678,30 @@ func cpuTicks(of pid: Int32) throws -> Int {
         throw HarnessError("unreadable /proc/\(pid)/stat")
     }
     return user + system
+}
+
+/// The resident set of a process, in KiB (`VmRSS` in `/proc/PID/status`).
+func residentKiB(of pid: Int32) throws -> Int {
+    let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        if let value = line.split(separator: " ").compactMap({ Int($0) }).first { return value }
+    }
+    throw HarnessError("no VmRSS in /proc/\(pid)/status")
+}
+
+/// Completes a TLS handshake over `connection` with the library's sans-I/O session, as a client that trusts
+/// `caFile`, and returns the session.
+func handshake(over connection: RawTCPConnection, trusting caFile: String) async throws -> TLSSession {
+    let context = try TLSContext(configuration: .client(trustRoots: .file(caFile)))
+    let session = try context.makeSession(serverName: "localhost")
+    let clock = ContinuousClock()
+    let deadline = clock.now + .seconds(5)
+    while clock.now < deadline {
+        let complete = try session.handshake() == .complete
+        if session.hasPendingOutput { try connection.send(session.takePendingOutput()) }
+        if complete { return session }
+        guard let bytes = connection.receiveAvailable() else { break }
+        if bytes.isEmpty { try await Task.sleep(for: .milliseconds(5)) } else { session.feed(bytes) }
+    }
+    throw HarnessError("the handshake did not complete")
 }
