@@ -37,6 +37,8 @@ public struct TLSError: Error, Sendable, Equatable, CustomStringConvertible {
         case invalidState
         /// A time limit passed: the handshake took too long, or the peer sent nothing within the idle timeout.
         case timeout
+        /// The peer sent more than a limit allows (for example, before its handshake completed).
+        case limitExceeded
         /// Any other GnuTLS failure; ``TLSError/codeName`` tells which.
         case other
     }

@@ -515,6 +515,16 @@ public final class TLSSession {
         return error
     }
 
+    /// Sends a fatal `handshake_failure` alert and ends the session with `error`: for the layer above, when it
+    /// refuses the peer for a reason of its own (a limit), so that the peer learns the connection failed.
+    ///
+    /// Not public API (`package`): the NIO handler's.
+    package func abort(_ error: TLSError) {
+        if case .failed = state { return }
+        _ = gnutls_alert_send(session, GNUTLS_AL_FATAL, GNUTLS_A_HANDSHAKE_FAILURE)
+        state = .failed(error)
+    }
+
 
     private func check(_ rc: Int32, _ what: String) throws(TLSError) {
         guard rc >= 0 else { throw TLSError.configuration(what, code: rc) }

@@ -92,20 +92,32 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
     ///   - allowHalfClosure: on the peer's close_notify, fire ``GnuTLSEvent/peerClosedOutput`` and keep the
     ///     channel open for writing (true), or answer with close_notify and close (false). Nil (the default)
     ///     follows the channel's `ChannelOptions.allowRemoteHalfClosure`, as swift-nio-ssl does.
+    ///   - maximumHandshakeInput: the most the peer may send before the handshake completes; more fails the
+    ///     connection (``TLSError/Kind/limitExceeded``, with a `handshake_failure` alert). Nil: 64 KiB for a
+    ///     server (ClientHellos are a few KiB, post-quantum ones ~10 KiB, client certificate chains rarely
+    ///     more than 20 KiB), 512 KiB for a client (long server chains with stapled responses).
     public convenience init(
         context: TLSContext, serverName: String? = nil, handshakeTimeout: TimeAmount = .seconds(10),
-        shutdownTimeout: TimeAmount = .seconds(3), idleTimeout: TimeAmount? = nil, allowHalfClosure: Bool? = nil
+        shutdownTimeout: TimeAmount = .seconds(3), idleTimeout: TimeAmount? = nil, allowHalfClosure: Bool? = nil,
+        maximumHandshakeInput: Int? = nil
     ) throws {
         self.init(
             session: try context.makeSession(serverName: serverName), handshakeTimeout: handshakeTimeout,
-            shutdownTimeout: shutdownTimeout, idleTimeout: idleTimeout, allowHalfClosure: allowHalfClosure)
+            shutdownTimeout: shutdownTimeout, idleTimeout: idleTimeout, allowHalfClosure: allowHalfClosure,
+            maximumHandshakeInput: maximumHandshakeInput)
+    }
+
+    /// The default ``init(context:serverName:handshakeTimeout:shutdownTimeout:idleTimeout:allowHalfClosure:maximumHandshakeInput:)``
+    /// limit on what a peer may send before the handshake completes, by role.
+    public static func defaultMaximumHandshakeInput(for role: TLSConfiguration.Role) -> Int {
+        role == .server ? 64 * 1024 : 512 * 1024
     }
 
     /// Creates a handler around a session made by the caller (for example one resuming an earlier session). The
     /// handler owns the session from now on: nothing else may use it.
     public init(
         session: TLSSession, handshakeTimeout: TimeAmount = .seconds(10), shutdownTimeout: TimeAmount = .seconds(3),
-        idleTimeout: TimeAmount? = nil, allowHalfClosure: Bool? = nil
+        idleTimeout: TimeAmount? = nil, allowHalfClosure: Bool? = nil, maximumHandshakeInput: Int? = nil
     ) {
         self.session = session
         self.explicitHalfClosure = allowHalfClosure
@@ -114,6 +126,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
             timeouts: .init(
                 handshake: handshakeTimeout.nanoseconds, shutdown: shutdownTimeout.nanoseconds,
                 idle: idleTimeout?.nanoseconds),
+            maximumHandshakeInput: maximumHandshakeInput
+                ?? Self.defaultMaximumHandshakeInput(for: session.context.configuration.role),
             allowHalfClosure: allowHalfClosure ?? false)
     }
 
@@ -214,8 +228,9 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
 
     /// Feeds the ciphertext to the session and passes up any plaintext it decrypts.
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard machine.isReading else { return }
         let buffer = unwrapInboundIn(data)
+        perform(machine.received(buffer.readableBytes), context: context)
+        guard machine.isReading else { return }
         if machine.tracksActivity { machine.recordActivity(at: Self.nanoseconds(context.eventLoop.now)) }
         // GnuTLS reads the ciphertext in place; only what it leaves unread is copied into the session.
         buffer.withUnsafeReadableBytes { raw in

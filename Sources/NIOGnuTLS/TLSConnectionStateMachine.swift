@@ -116,6 +116,8 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
 
     struct HandshakingState {
         var deadline: Int64
+        /// Bytes received from the peer so far, against ``maximumHandshakeInput``.
+        var received = 0
         /// A half-close (`close(mode: .output)`) asked for before the handshake completed, carried out once it
         /// has.
         var halfClose: HalfCloseRequest = .notRequested
@@ -140,6 +142,9 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
 
     let session: TLSSession
     let timeouts: Timeouts
+    /// The most the peer may send before the handshake completes. GnuTLS itself buffers a handshake message of
+    /// up to 16 MiB, for as long as the handshake timeout: from a peer nobody has authenticated yet.
+    let maximumHandshakeInput: Int
     /// Whether the peer's close_notify leaves our side open for writing (TLS half-closure).
     var allowHalfClosure: Bool
     private(set) var state: State = .idle
@@ -147,9 +152,10 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
     /// When bytes last moved either way; kept only with an idle timeout (``recordActivity(at:)``).
     private(set) var lastActivity: Int64 = 0
 
-    init(session: TLSSession, timeouts: Timeouts, allowHalfClosure: Bool) {
+    init(session: TLSSession, timeouts: Timeouts, maximumHandshakeInput: Int = .max, allowHalfClosure: Bool) {
         self.session = session
         self.timeouts = timeouts
+        self.maximumHandshakeInput = maximumHandshakeInput
         self.allowHalfClosure = allowHalfClosure
     }
 
@@ -245,6 +251,24 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
         guard case .idle = state else { return }
         lastActivity = now
         state = .handshaking(HandshakingState(deadline: Self.time(now, plus: timeouts.handshake)))
+    }
+
+    /// `count` bytes arrived from the peer (before they are processed). During the handshake they count against
+    /// ``maximumHandshakeInput``; past it the connection fails with ``TLSError/Kind/limitExceeded`` and a
+    /// `handshake_failure` alert.
+    mutating func received(_ count: Int) -> Action {
+        guard case .handshaking(var handshaking) = state else { return .none }
+        handshaking.received += count
+        guard handshaking.received > maximumHandshakeInput else {
+            state = .handshaking(handshaking)
+            return .none
+        }
+        let error = TLSError(
+            kind: .limitExceeded,
+            reason: "the peer sent more than \(Self.describe(bytes: maximumHandshakeInput)) before completing the "
+                + "handshake")
+        session.abort(error)
+        return fail(error)
     }
 
     /// The transport's input ended (the peer's FIN, or the channel closed). What is buffered is still processed;
@@ -608,6 +632,12 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
     static func time(_ time: Int64, plus duration: Int64) -> Int64 {
         let (sum, overflow) = time.addingReportingOverflow(duration)
         return overflow ? .max : sum
+    }
+
+    /// A size for a person: "64 KiB", "100 bytes".
+    static func describe(bytes: Int) -> String {
+        if bytes >= 1024 && bytes % 1024 == 0 { return "\(bytes / 1024) KiB" }
+        return "\(bytes) bytes"
     }
 
     /// A duration for a person: "10 s", "0.5 s".

@@ -280,6 +280,62 @@ struct CommandTests {
 
     // MARK: 9. Concurrency and garbage
 
+    @Test("A ClientHello that declares 16 MiB is refused after 64 KiB with an alert and a line, and costs the server no memory")
+    func oversizedClientHello() async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(files.serverArguments(), directory: files.url)
+        defer { server.kill() }
+        let startRSS = try residentKiB(of: server.child.pid)
+        func record(_ body: [UInt8]) -> [UInt8] {
+            [0x16, 0x03, 0x01, UInt8(body.count >> 8), UInt8(body.count & 0xFF)] + body
+        }
+        let first = record([0x01, 0xFF, 0xFF, 0x00] + [UInt8](repeating: 0, count: 16 * 1024 - 4))
+        let next = record([UInt8](repeating: 0, count: 16 * 1024))
+        // Eight such clients at once, each sending up to 2 MiB of the message.
+        struct Client {
+            let connection: RawTCPConnection
+            var sent = 0
+            var pending: [UInt8] = []
+            var received: [UInt8] = []
+            var closed = false
+        }
+        var clients: [Client] = []
+        for _ in 0..<8 { clients.append(Client(connection: try RawTCPConnection(port: server.port))) }
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(10)
+        while clients.contains(where: { !$0.closed }) && clock.now < deadline {
+            for index in clients.indices where !clients[index].closed {
+                guard let bytes = clients[index].connection.receiveAvailable() else {
+                    clients[index].closed = true
+                    continue
+                }
+                clients[index].received += bytes
+                if clients[index].pending.isEmpty && clients[index].sent < 2 * 1024 * 1024 {
+                    clients[index].pending = clients[index].sent == 0 ? first : next
+                }
+                let taken = (try? clients[index].pending.withUnsafeBytes {
+                    try clients[index].connection.sendAvailable($0)
+                }) ?? 0
+                clients[index].pending.removeFirst(taken)
+                clients[index].sent += taken
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let allClosed = clients.allSatisfy { $0.closed }
+        #expect(allClosed, "connections still open after 10 s")
+        for client in clients {
+            let (connection, sent, received) = (client.connection, client.sent, client.received)
+            #expect(sent < 256 * 1024, "the server took \(sent) bytes of the handshake")
+            #expect(Array(received.suffix(7)) == [0x15, 0x03, 0x03, 0x00, 0x02, 2, 40], "no handshake_failure alert: \(received)")
+            #expect(
+                try await server.waitForLine(
+                    "Connection from \(connection.peerName) failed: the peer sent more than 64 KiB before completing the handshake"),
+                "\(server.transcript)")
+        }
+        let grownKiB = try residentKiB(of: server.child.pid) - startRSS
+        #expect(grownKiB < 16 * 1024, "the server grew by \(grownKiB) KiB")
+    }
+
     @Test("--stream: a slow reader that sends close_notify right after its data still gets every byte back, then the server's close_notify")
     func streamEchoesEverythingToASlowReader() async throws {
         let files = try TestFiles()

@@ -73,10 +73,13 @@ struct Side {
     var machine: TestMachine
     var delivered: [UInt8] = []
 
-    init(session: TLSSession, halfClosure: Bool = false, idle: Int64? = nil, handshake: Int64 = 10 * second) {
+    init(
+        session: TLSSession, halfClosure: Bool = false, idle: Int64? = nil, handshake: Int64 = 10 * second,
+        maximumHandshakeInput: Int = .max
+    ) {
         machine = TestMachine(
             session: session, timeouts: .init(handshake: handshake, shutdown: 3 * second, idle: idle),
-            allowHalfClosure: halfClosure)
+            maximumHandshakeInput: maximumHandshakeInput, allowHalfClosure: halfClosure)
     }
 
     var session: TLSSession { machine.session }
@@ -227,6 +230,38 @@ func pump(_ client: inout Side, _ server: inout Side, now: Int64 = 0) -> (client
             Issue.record("a handshake timeout of .max passed")
             return
         }
+    }
+
+    @Test func aClientHelloThatDeclares16MiBIsRefusedOnceTheLimitIsPassed() throws {
+        var server = Side(session: try pki.serverContext().makeSession(), maximumHandshakeInput: 64 * 1024)
+        server.machine.channelActive(now: 0)
+        // Handshake records: a ClientHello header declaring just under 16 MiB, then more of its body.
+        func record(_ body: [UInt8]) -> [UInt8] {
+            [0x16, 0x03, 0x01, UInt8(body.count >> 8), UInt8(body.count & 0xFF)] + body
+        }
+        let first = record([0x01, 0xFF, 0xFF, 0x00] + [UInt8](repeating: 0, count: 16 * 1024 - 4))
+        let next = record([UInt8](repeating: 0, count: 16 * 1024))
+        var accepted = 0
+        var refusal: String?
+        for index in 0..<64 {
+            let bytes = index == 0 ? first : next
+            let action = describe(server.machine.received(bytes.count))
+            guard action == "none" else {
+                refusal = action
+                break
+            }
+            accepted += bytes.count
+            #expect(server.receive(bytes) == [], "record \(index)")
+        }
+        #expect(refusal == "fail(limitExceeded, abandoned: 0, close: nil)")
+        #expect(accepted <= 64 * 1024, "accepted \(accepted) bytes")
+        guard case .closed(let failure as TLSError) = server.machine.state else {
+            Issue.record("state: \(server.machine.state)")
+            return
+        }
+        #expect(failure.reason == "the peer sent more than 64 KiB before completing the handshake")
+        // The peer is told: one fatal handshake_failure alert.
+        #expect(Array(server.output().suffix(7)) == [0x15, 0x03, 0x03, 0x00, 0x02, 2, 40])
     }
 
     @Test(arguments: [(10 * second, "10 s"), (second / 2, "0.5 s")])
