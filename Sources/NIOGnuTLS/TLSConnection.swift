@@ -44,11 +44,16 @@ public final class TLSConnection {
     ///   - serverName: the name sent as SNI and verified; by default `host` (an IP address is verified as an IP).
     ///   - group: the event loops to run on.
     ///   - connectTimeout: how long the TCP connect may take.
+    ///   - handshakeTimeout: how long the handshake may take once connected.
+    ///   - shutdownTimeout: how long the close at the end waits for the server's close_notify.
+    ///
+    /// Cancelling the task closes the connection: a handshake in progress then fails at once.
     /// - Throws: a `TLSError` when the handshake or verification fails, or NIO's error when the connection
     ///   cannot be made.
     public static func connect<Result>(
         host: String, port: Int, context: TLSContext, serverName: String? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, connectTimeout: TimeAmount = .seconds(10),
+        handshakeTimeout: TimeAmount = .seconds(10), shutdownTimeout: TimeAmount = .seconds(3),
         _ body: (TLSConnection) async throws -> Result
     ) async throws -> Result {
         let name = serverName ?? context.configuration.serverName ?? host
@@ -57,7 +62,11 @@ public final class TLSConnection {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try Self.wrap(channel, handler: GnuTLSHandler(context: context, serverName: name))
+                    try Self.wrap(
+                        channel,
+                        handler: GnuTLSHandler(
+                            context: context, serverName: name, handshakeTimeout: handshakeTimeout,
+                            shutdownTimeout: shutdownTimeout))
                 }
             }
         return try await run(channel, handshake: handshake, body)
@@ -68,16 +77,23 @@ public final class TLSConnection {
         _ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, handshake: EventLoopFuture<TLSHandshakeInfo>,
         _ body: (TLSConnection) async throws -> Result
     ) async throws -> Result {
-        let info: TLSHandshakeInfo
-        do {
-            info = try await handshake.get()
-        } catch {
-            try? await channel.channel.close()
-            throw error
-        }
-        // Writes go straight to the channel (see ``Writer``); the async channel supplies the inbound stream.
-        return try await channel.executeThenClose { inbound, _ in
-            try await body(TLSConnection(channel: channel.channel, inbound: inbound, info: info))
+        // A cancelled task closes the channel, which ends a handshake or a read that is waiting (waiting on a
+        // future does not notice cancellation by itself).
+        let underlying = channel.channel
+        return try await withTaskCancellationHandler {
+            let info: TLSHandshakeInfo
+            do {
+                info = try await handshake.get()
+            } catch {
+                try? await channel.channel.close()
+                throw error
+            }
+            // Writes go straight to the channel (see ``Writer``); the async channel supplies the inbound stream.
+            return try await channel.executeThenClose { inbound, _ in
+                try await body(TLSConnection(channel: channel.channel, inbound: inbound, info: info))
+            }
+        } onCancel: {
+            underlying.close(promise: nil)
         }
     }
 

@@ -73,7 +73,8 @@ struct TLSClientCommand: AsyncParsableCommand {
     func exchange(context: TLSContext, output: ConsoleOutput) async throws {
         try await TLSConnection.connect(
             host: host, port: port, context: context, serverName: servername ?? host,
-            connectTimeout: .seconds(Int64(timeout))
+            connectTimeout: .seconds(Int64(timeout)), handshakeTimeout: .seconds(Int64(timeout)),
+            shutdownTimeout: .seconds(Int64(min(timeout, 3)))
         ) { connection in
             let info = connection.info
             if verbose { printDetails(info, output: output) }

@@ -464,6 +464,32 @@ final class RawTCPConnection: @unchecked Sendable {
     deinit { close() }
 }
 
+/// A TCP socket listening on a port of 127.0.0.1 that never accepts: connections complete in the kernel's
+/// backlog and then nothing is ever said (a server that hangs).
+final class SilentListener: @unchecked Sendable {
+    private let fd: Int32
+    let port: Int
+
+    init() throws {
+        let fd = socket(AF_INET, socketType, 0)
+        guard fd >= 0 else { throw HarnessError("socket: \(String(cString: strerror(errno)))") }
+        var address = loopbackAddress(port: 0)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard bound == 0, listen(fd, 16) == 0 else {
+            systemClose(fd)
+            throw HarnessError("bind/listen: \(String(cString: strerror(errno)))")
+        }
+        self.fd = fd
+        port = boundPort(of: fd)
+    }
+
+    deinit { systemClose(fd) }
+}
+
 /// A TCP socket bound to a port on 127.0.0.1 but not listening: connecting to that port is refused, and no other
 /// program can take the port while this object lives.
 final class ClosedPort: @unchecked Sendable {

@@ -280,6 +280,17 @@ struct CommandTests {
 
     // MARK: 9. Concurrency and garbage
 
+    @Test("Client: --timeout bounds the whole run against a server that accepts and never answers")
+    func clientTimeoutAgainstASilentServer() async throws {
+        let silent = try SilentListener()
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = try await runClient(port: silent.port, files: nil, trust: false, ["--timeout", "1"])
+        let elapsed = clock.now - start
+        expectClientFailure(result, mentioning: ["timed out after 1 s"])
+        #expect(elapsed < .seconds(3), "returned after \(elapsed)")
+    }
+
     @Test("A ClientHello that declares 16 MiB is refused after 64 KiB with an alert and a line, and costs the server no memory")
     func oversizedClientHello() async throws {
         let files = try TestFiles()
