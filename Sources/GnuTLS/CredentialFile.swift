@@ -9,14 +9,21 @@ enum CredentialFile {
 
     /// Reads a whole file. `what` says what the file is for ("certificate file") in errors.
     static func read(_ path: String, what: String) throws(TLSError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // Non-blocking, so that a FIFO without a writer cannot hang the open; it is refused below.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else {
             throw TLSError.configuration("cannot read \(what) '\(path)': \(String(cString: strerror(errno)))")
         }
         defer { close(fd) }
         var info = stat()
-        if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
-            throw TLSError.configuration("cannot read \(what) '\(path)': it is a directory")
+        guard fstat(fd, &info) == 0 else {
+            throw TLSError.configuration("cannot read \(what) '\(path)': \(String(cString: strerror(errno)))")
+        }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: throw TLSError.configuration("cannot read \(what) '\(path)': it is a directory")
+        case S_IFIFO: throw TLSError.configuration("cannot read \(what) '\(path)': it is a FIFO, not a regular file")
+        default: throw TLSError.configuration("cannot read \(what) '\(path)': it is not a regular file")
         }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)

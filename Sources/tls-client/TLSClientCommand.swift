@@ -50,6 +50,7 @@ struct TLSClientCommand: AsyncParsableCommand {
         }
         do {
             let context = try TLSContext(configuration: configuration())
+            if let key { warnIfOthersCanReadKey(key, output: output) }
             try await withTimeout(stream ? nil : timeout) {
                 try await exchange(context: context, output: output)
             }

@@ -63,8 +63,6 @@ struct TLSServerCommand: ParsableCommand {
     // such as valgrind can follow it).
     func run() throws {
         let output = ConsoleOutput()
-        // Blocked before any thread starts, so every event-loop thread inherits the mask and only sigwait sees them.
-        let signals = TerminationSignals.block()
         if verifyClient != .none && cafile == nil {
             output.error("Error: --verify-client \(verifyClient.rawValue) needs --cafile with the CAs that issue client certificates")
             throw ExitCode.failure
@@ -77,6 +75,11 @@ struct TLSServerCommand: ParsableCommand {
             output.error("Error: \(error.reason)")
             throw ExitCode.failure
         }
+        warnIfOthersCanReadKey(key, output: output)
+
+        // Blocked once start-up I/O is done (a signal must still stop a read that hangs) and before any thread
+        // starts, so every event-loop thread inherits the mask and only sigwait sees them.
+        let signals = TerminationSignals.block()
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads ?? System.coreCount)
         let server = EchoServer(

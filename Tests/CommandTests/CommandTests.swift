@@ -280,6 +280,36 @@ struct CommandTests {
 
     // MARK: 9. Concurrency and garbage
 
+    @Test("A FIFO given as --cert is refused at once, not waited on; a key others can read is warned about")
+    func startUpFiles() async throws {
+        let files = try TestFiles()
+        #expect(mkfifo(files.path("fifo.crt"), 0o600) == 0)
+        let fifo = try await runTool(
+            "tls-server", ["--port", "0", "--cert", files.path("fifo.crt"), "--key", files.path("server.key")],
+            timeout: .seconds(10))
+        #expect(fifo.status == 1, "\(fifo)")
+        #expect(
+            fifo.errorOutput.contains("cannot read certificate file '\(files.path("fifo.crt"))': it is a FIFO, not a regular file"),
+            "\(fifo)")
+
+        // The key as written (mode 0600): no warning. Readable by everyone: a warning that names the mode.
+        let quiet = try await ServerProcess.start(files.serverArguments(), directory: files.url)
+        quiet.kill()
+        let exposedKey = files.path("exposed.key")
+        try FileManager.default.copyItem(atPath: files.path("server.key"), toPath: exposedKey)
+        #expect(chmod(exposedKey, 0o644) == 0)
+        let exposed = try await ServerProcess.start(
+            ["--port", "0", "--cert", files.path("server.crt"), "--key", exposedKey], directory: files.url)
+        defer { exposed.kill() }
+        #expect(
+            try await eventually(within: .seconds(5)) {
+                exposed.child.stderr.text.contains(
+                    "Warning: the private key '\(exposedKey)' has mode 0644: every user of this machine can read it")
+            },
+            "\(exposed.transcript)")
+        #expect(!quiet.child.stderr.text.contains("Warning"), "\(quiet.transcript)")
+    }
+
     @Test("Client: --timeout bounds the whole run against a server that accepts and never answers")
     func clientTimeoutAgainstASilentServer() async throws {
         let silent = try SilentListener()
