@@ -386,6 +386,15 @@ public final class TLSSession {
                 continue
             case GNUTLS_E_WARNING_ALERT_RECEIVED:
                 continue
+            case GNUTLS_E_FATAL_ALERT_RECEIVED where gnutls_alert_get(session) == GNUTLS_A_USER_CANCELED:
+                // Java's TLS (JSSE) ends every TLS 1.3 connection with a warning-level user_canceled followed by
+                // close_notify. GnuTLS 3.7 turns any alert under TLS 1.3 into a fatal one and invalidates the
+                // session, so the close_notify behind it can no longer be read. Alerts are authenticated once the
+                // handshake is done: this is the peer's own decision to end the stream, and what came before it
+                // is everything it sent. Take it as the peer's close (as OpenSSL does).
+                peerCanceled = true
+                state = state == .closedForWriting ? .closed : .closedForReading
+                return .closed
             case GNUTLS_E_UNEXPECTED_PACKET where context.configuration.role == .server && negotiatedVersion == .tls12:
                 // GnuTLS 3.7 answers a ClientHello inside an established TLS 1.2 session (a client-initiated
                 // renegotiation) with an unexpected_message alert: say what happened.
@@ -460,6 +469,11 @@ public final class TLSSession {
 
     /// Starts a TLS 1.2 renegotiation from this side and returns GnuTLS's code with the name of the last alert
     /// received. A test hook, for tests of the peer's refusal only: the library itself never renegotiates.
+    /// Sends a warning-level user_canceled alert, as Java's TLS does before its close_notify. For tests only.
+    func _testOnly_sendUserCanceled() {
+        _ = gnutls_alert_send(session, GNUTLS_AL_WARNING, GNUTLS_A_USER_CANCELED)
+    }
+
     func _testOnly_attemptRenegotiation() -> (code: Int32, alert: String) {
         let rc = gnutls_handshake(session)
         return (rc, TLSError.alertName(gnutls_alert_get(session)))
@@ -489,7 +503,8 @@ public final class TLSSession {
         case .established, .closedForWriting, .closedForReading, .closed: break
         }
         guard !closeNotifySent else { return }
-        let rc = gnutls_bye(session, GNUTLS_SHUT_WR)
+        // After the peer's user_canceled GnuTLS has invalidated the session: nothing more can be sent.
+        let rc = peerCanceled ? 0 : gnutls_bye(session, GNUTLS_SHUT_WR)
         if rc < 0 && rc != GNUTLS_E_AGAIN && rc != GNUTLS_E_INTERRUPTED {
             throw fail(rc, context: "cannot send close_notify")
         }
@@ -502,6 +517,8 @@ public final class TLSSession {
     }
 
     private var closeNotifySent = false
+    /// The peer ended the stream with user_canceled (see ``read(into:)``).
+    private var peerCanceled = false
 
     /// Records a fatal error, answers the peer with the alert the classification calls for, and returns it.
     private func fail(_ rc: Int32, context description: String) -> TLSError {

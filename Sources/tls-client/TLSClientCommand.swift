@@ -167,6 +167,10 @@ struct TLSClientCommand: AsyncParsableCommand {
 
     func describeFailure(_ error: any Error) -> String {
         if error is TimeoutError { return "timed out after \(timeout) s waiting for \(host):\(port)" }
+        if let error = error as? TLSError, error.kind == .timeout {
+            // The handshake's own limit is --timeout too: whichever fires first, the same words.
+            return "timed out after \(timeout) s waiting for \(host):\(port) (\(error.reason))"
+        }
         let reason = describe(error)
         if error is NIOConnectionError || error is IOError {
             return "cannot connect to \(host):\(port): \(reason)"

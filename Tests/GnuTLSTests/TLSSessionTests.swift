@@ -117,6 +117,25 @@ import Testing
         #expect(throws: TLSError.self) { try pair.client.write(Array("late".utf8)) }
     }
 
+    @Test(arguments: [TLSConfiguration.ProtocolPolicy.modern, tls12Only])
+    func userCanceledThenCloseNotifyAsJavaClosesIsTheEndOfTheStream(policy: TLSConfiguration.ProtocolPolicy) throws {
+        let pair = try SessionPair(
+            client: pki.clientConfiguration(policy: policy), server: pki.serverConfiguration(policy: policy))
+        #expect(pair.handshake())
+        // The server replies, then closes as JSSE does: warning user_canceled, then close_notify.
+        try pair.server.write(Array("the reply".utf8))
+        pair.server._testOnly_sendUserCanceled()
+        try pair.server.close()
+        pair.client.feed(pair.server.takePendingOutput())
+        var received: [UInt8] = []
+        #expect(try pair.client.readAvailable(into: &received) == .closed)
+        #expect(received == Array("the reply".utf8))
+        #expect(pair.client.state == .closedForReading)
+        // Our own close after it is not an error.
+        try pair.client.close()
+        #expect(pair.client.state == .closed)
+    }
+
     @Test func endOfInputWithoutCloseNotifyIsTruncation() throws {
         let pair = try SessionPair(client: pki.clientConfiguration(), server: pki.serverConfiguration())
         #expect(pair.handshake())
