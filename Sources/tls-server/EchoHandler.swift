@@ -28,8 +28,13 @@ final class EchoHandler: ChannelDuplexHandler {
 
     private let openConnections: ConnectionCounter
 
-    init(stream: Bool, quiet: Bool, output: ConsoleOutput, openConnections: ConnectionCounter) {
+    private let failures: FailureLog
+
+    init(
+        stream: Bool, quiet: Bool, output: ConsoleOutput, failures: FailureLog, openConnections: ConnectionCounter
+    ) {
         self.openConnections = openConnections
+        self.failures = failures
         self.stream = stream
         self.quiet = quiet
         self.output = output
@@ -105,23 +110,25 @@ final class EchoHandler: ChannelDuplexHandler {
             context.close(promise: nil)
         case .idleTimeout(let idle):
             // The TLS handler closes the connection itself, with close_notify.
-            report("closed after \(seconds(idle)) s without activity", context: context)
+            report("closed after \(seconds(idle)) s without activity", reason: "idle", context: context)
         default:
             context.fireUserInboundEventTriggered(event)
         }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        report("failed: \(describe(error))", context: context)
+        let reason = describe(error)
+        report("failed: \(reason)", reason: reason, context: context)
         context.close(promise: nil)
     }
 
-    /// One line per failed connection, even with --quiet: failures are never silent.
-    private func report(_ what: String, context: ChannelHandlerContext) {
+    /// One line per failed connection, even with --quiet (failures are never silent), but no more than the
+    /// failure log lets through at once; the rest are counted in its summary.
+    private func report(_ what: String, reason: String, context: ChannelHandlerContext) {
         guard !reported else { return }
         reported = true
         if quiet { peer = context.channel.remoteAddress.map(EchoServer.format) ?? "unknown" }
-        output.line("Connection from \(peer) \(what)")
+        failures.line("Connection from \(peer) \(what)", reason: reason)
     }
 
     private func seconds(_ amount: TimeAmount) -> String {

@@ -22,6 +22,9 @@ final class EchoServer: Sendable {
     private let openConnections: ConnectionCounter
     /// Connections accepted with the descriptor table full, to be closed at once (see ``AcceptGuard``).
     private let toShed = ShedList()
+    /// Failure lines, rate-limited; its summary of held-back lines is written every few seconds.
+    private let failures: FailureLog
+    private let flushes = NIOLockedValueBox<RepeatedTask?>(nil)
 
     init(
         context: TLSContext, group: MultiThreadedEventLoopGroup, output: ConsoleOutput, stream: Bool, quiet: Bool,
@@ -36,10 +39,16 @@ final class EchoServer: Sendable {
         self.idleTimeout = idleTimeout
         self.handshakeTimeout = handshakeTimeout
         self.openConnections = ConnectionCounter(limit: maxConnections)
+        self.failures = FailureLog(output: output)
     }
 
     /// Binds `host` ('localhost' means both 127.0.0.1 and ::1) and returns the port.
     func listen(host: String, port: Int) throws -> Int {
+        let failures = self.failures
+        let flush = group.next().scheduleRepeatedTask(initialDelay: .seconds(3), delay: .seconds(3)) { _ in
+            failures.flush()
+        }
+        flushes.withLockedValue { $0 = flush }
         let addresses = host == "localhost" ? ["127.0.0.1", "::1"] : [host]
         var boundPort = port
         for (index, address) in addresses.enumerated() {
@@ -92,7 +101,9 @@ final class EchoServer: Sendable {
         }
         guard openConnections.acquire() else {
             let peer = channel.remoteAddress.map(Self.format) ?? "unknown"
-            output.line("Connection from \(peer) refused: limit of \(maxConnections) open connections reached")
+            failures.line(
+                "Connection from \(peer) refused: limit of \(maxConnections) open connections reached",
+                reason: "limit of open connections reached")
             throw RefusedConnection()
         }
         let sync = channel.pipeline.syncOperations
@@ -100,7 +111,9 @@ final class EchoServer: Sendable {
             GnuTLSHandler(
                 context: context, handshakeTimeout: handshakeTimeout, shutdownTimeout: .seconds(3),
                 idleTimeout: idleTimeout, allowHalfClosure: true))
-        try sync.addHandler(EchoHandler(stream: stream, quiet: quiet, output: output, openConnections: openConnections))
+        try sync.addHandler(
+            EchoHandler(
+                stream: stream, quiet: quiet, output: output, failures: failures, openConnections: openConnections))
     }
 
     /// Stops accepting, then shuts the event loops down: NIO closes every open connection, each handler sends
@@ -108,7 +121,9 @@ final class EchoServer: Sendable {
     func shutdown() {
         let listening = listeners.withLockedValue { $0 }
         for channel in listening { try? channel.close().wait() }
+        flushes.withLockedValue { $0?.cancel() }
         try? group.syncShutdownGracefully()
+        failures.flush()
     }
 
     static func format(_ address: SocketAddress) -> String {

@@ -280,6 +280,30 @@ struct CommandTests {
 
     // MARK: 9. Concurrency and garbage
 
+    @Test("Many failures at once are not a flood: a burst of lines, then a summary that accounts for every one")
+    func failureLinesAreRateLimited() async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(files.serverArguments() + ["--quiet"], directory: files.url)
+        defer { server.kill() }
+        let count = 150
+        var clients: [RawTCPConnection] = []
+        for _ in 0..<count {
+            let client = try RawTCPConnection(port: server.port)
+            try client.send(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+            clients.append(client)
+        }
+        func shown() -> Int { server.lines.filter { $0.hasPrefix("Connection from ") && $0.contains(" failed: ") }.count }
+        func summarized() -> Int {
+            server.lines.filter { $0.hasPrefix("tls-server: ") && $0.contains(" more connection failures not shown") }
+                .compactMap { Int($0.dropFirst("tls-server: ".count).prefix { $0.isNumber }) }
+                .reduce(0, +)
+        }
+        #expect(try await eventually(within: .seconds(15)) { shown() + summarized() == count }, "\(server.transcript)")
+        #expect(shown() < 60, "\(shown()) failure lines for \(count) failures")
+        #expect(summarized() > 0)
+        for client in clients { client.close() }
+    }
+
     @Test("A FIFO given as --cert is refused at once, not waited on; a key others can read is warned about")
     func startUpFiles() async throws {
         let files = try TestFiles()
