@@ -280,6 +280,44 @@ struct CommandTests {
 
     // MARK: 9. Concurrency and garbage
 
+    @Test("Client --stream: a server that ends without close_notify after ours is truncation (exit 1), after what came")
+    func streamClientReportsTruncationAfterItsOwnCloseNotify() async throws {
+        let files = try TestFiles()
+        // A Python ssl server that echoes until our close_notify, then drops TLS without its own.
+        let script = files.path("truncating_server.py")
+        try """
+            import socket, ssl, sys
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            print(listener.getsockname()[1], flush=True)
+            raw, _ = listener.accept()
+            tls = ctx.wrap_socket(raw, server_side=True)
+            data = b""
+            while True:
+                chunk = tls.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            tls.sendall(data)
+            raw.shutdown(socket.SHUT_RDWR)
+            """.write(toFile: script, atomically: true, encoding: .utf8)
+        let server = try ChildProcess("/usr/bin/python3", [script, files.path("server.crt"), files.path("server.key")])
+        defer { server.kill() }
+        var port: Int?
+        #expect(try await eventually(within: .seconds(10)) {
+            port = Int(server.stdout.text.trimmingCharacters(in: .whitespacesAndNewlines))
+            return port != nil
+        }, "\(server.transcript)")
+        let result = try await runClient(
+            port: try #require(port), files: files, ["--host", "127.0.0.1", "--servername", "localhost", "--stream"],
+            input: Data("everything I sent\n".utf8))
+        #expect(result.output == "everything I sent\n", "\(result)")
+        expectClientFailure(result, mentioning: ["close_notify", "truncation"])
+    }
+
     @Test("Many failures at once are not a flood: a burst of lines, then a summary that accounts for every one")
     func failureLinesAreRateLimited() async throws {
         let files = try TestFiles()
