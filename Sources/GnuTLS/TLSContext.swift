@@ -17,6 +17,9 @@ public final class TLSContext: @unchecked Sendable {
 
     /// The configuration this context was built from.
     public let configuration: TLSConfiguration
+    /// The configuration's role. Read through this, not `configuration.role`: from another module, reading
+    /// `configuration` copies the whole value (retaining each of its strings and arrays) to take one field.
+    public var role: TLSConfiguration.Role { configuration.role }
     /// The number of trust anchors loaded (from the system store or the configured file or certificates).
     public let trustAnchorCount: Int
     /// The certificate chain this side presents, if any (leaf first).

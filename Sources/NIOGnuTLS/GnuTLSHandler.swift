@@ -127,7 +127,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
                 handshake: handshakeTimeout.nanoseconds, shutdown: shutdownTimeout.nanoseconds,
                 idle: idleTimeout?.nanoseconds),
             maximumHandshakeInput: maximumHandshakeInput
-                ?? Self.defaultMaximumHandshakeInput(for: session.context.configuration.role),
+                ?? Self.defaultMaximumHandshakeInput(for: session.context.role),
             allowHalfClosure: allowHalfClosure ?? false)
     }
 

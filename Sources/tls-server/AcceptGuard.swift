@@ -9,24 +9,21 @@ import TLSCommandSupport
 /// Keeps a listening socket from spinning when the descriptor table is full, and says so.
 ///
 /// When `accept` fails with EMFILE, NIO keeps the socket registered for reading (its pending read is only
-/// cleared by an accept that succeeds), so the event loop retries `accept` as fast as it can, and NIO's
-/// `AcceptBackoffHandler` alone cannot stop it. The classic remedy: hold one spare descriptor; when the table is
-/// full, give it up so that one accept succeeds, and close that connection at once (the client learns at once
-/// instead of hanging in the backlog). That accept clears NIO's pending read, so the backoff handler in front of
-/// this one can hold the next read back for ``retryDelay``. Once connections are accepted normally again, the
-/// spare is taken back. A line says so at most once per interval, and once when accepting works again.
-final class AcceptGuard: ChannelInboundHandler {
+/// cleared by an accept that succeeds), so the event loop retries `accept` as fast as it can, and holding reads
+/// back (what NIO's `AcceptBackoffHandler` does) cannot stop it alone. The classic remedy: hold one spare
+/// descriptor; when the table is full, give it up so that one accept succeeds, and close that connection at once
+/// (the client learns at once instead of hanging in the backlog). That accept clears NIO's pending read, and the
+/// next read is held back for ``retryDelay``. Once connections are accepted normally again, the spare is taken
+/// back. A line says so at most once per interval, and once when accepting works again. (One handler rather than
+/// `AcceptBackoffHandler` in front of this one: every accepted connection passes through each handler.)
+final class AcceptGuard: ChannelDuplexHandler {
     typealias InboundIn = any Channel
     typealias InboundOut = any Channel
+    typealias OutboundIn = Never
 
     /// How long a failing accept waits before the next try: short enough to serve clients soon after
     /// descriptors are freed, long enough that a full table costs no CPU.
     static let retryDelay = TimeAmount.milliseconds(200)
-
-    /// The backoff for `AcceptBackoffHandler`: only the errors of an exhausted process or system.
-    static func backoff(for error: IOError) -> TimeAmount? {
-        isExhaustion(error) ? retryDelay : nil
-    }
 
     static func isExhaustion(_ error: IOError) -> Bool {
         switch error.errnoCode {
@@ -42,6 +39,10 @@ final class AcceptGuard: ChannelInboundHandler {
     private var spare: Int32 = AcceptGuard.openSpare()
     /// The spare was given up: the next connection accepted is closed.
     private var shedNext = false
+    /// Reads are held back until then, after a failed accept.
+    private var retryAt: NIODeadline?
+    /// A read held back, to be made at `retryAt`.
+    private var heldRead: Scheduled<Void>?
     private var lastLine: NIODeadline?
     private var failuresSinceLine = 0
     /// Failed accepts since accepting last worked (nil while it works).
@@ -54,7 +55,26 @@ final class AcceptGuard: ChannelInboundHandler {
     }
 
     deinit {
-        if spare >= 0 { close(spare) }
+        if spare >= 0 { Glibc.close(spare) }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        guard heldRead == nil else { return }
+        if let retryAt, NIODeadline.now() < retryAt {
+            heldRead = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: retryAt) { [self] in
+                heldRead = nil
+                context.read()
+            }
+            return
+        }
+        retryAt = nil
+        context.read()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        heldRead?.cancel()
+        heldRead = nil
+        context.fireChannelInactive()
     }
 
     private static func openSpare() -> Int32 { open("/dev/null", O_RDONLY | O_CLOEXEC) }
@@ -84,15 +104,16 @@ final class AcceptGuard: ChannelInboundHandler {
         }
         failedInARow = (failedInARow ?? 0) + 1
         failuresSinceLine += 1
+        let now = NIODeadline.now()
+        retryAt = now + Self.retryDelay
         // A connection closed since the last try may have freed a descriptor: take it as the spare, and give the
         // spare up so that the next accept succeeds (and is closed).
         if spare < 0 { spare = Self.openSpare() }
         if spare >= 0 {
-            close(spare)
+            Glibc.close(spare)
             spare = -1
             shedNext = true
         }
-        let now = NIODeadline.now()
         if let lastLine, now - lastLine < interval { return }
         let retry = Double(Self.retryDelay.nanoseconds) / 1e9
         let earlier = failuresSinceLine > 1 ? " (\(failuresSinceLine) failed accepts since the last line)" : ""

@@ -69,11 +69,9 @@ final class EchoServer: Sendable {
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             // With the descriptor table full, accept fails at once and NIO would retry it in a busy loop:
-            // back off, and say so (the classic bind path adds no AcceptBackoffHandler by itself).
+            // back off, and say so (the classic bind path adds no backoff by itself).
             .serverChannelInitializer { [output, toShed] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        AcceptBackoffHandler(backoffProvider: AcceptGuard.backoff(for:)))
                     try channel.pipeline.syncOperations.addHandler(AcceptGuard(output: output, toShed: toShed))
                 }
             }
