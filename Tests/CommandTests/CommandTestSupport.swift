@@ -471,19 +471,12 @@ final class SilentListener: @unchecked Sendable {
     let port: Int
 
     init() throws {
-        let fd = socket(AF_INET, socketType, 0)
-        guard fd >= 0 else { throw HarnessError("socket: \(String(cString: strerror(errno)))") }
-        var address = loopbackAddress(port: 0)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard bound == 0, listen(fd, 16) == 0 else {
+        fd = try boundLoopbackSocket()
+        guard listen(fd, 16) == 0 else {
+            let reason = String(cString: strerror(errno))
             systemClose(fd)
-            throw HarnessError("bind/listen: \(String(cString: strerror(errno)))")
+            throw HarnessError("listen: \(reason)")
         }
-        self.fd = fd
         port = boundPort(of: fd)
     }
 
@@ -497,23 +490,29 @@ final class ClosedPort: @unchecked Sendable {
     let port: Int
 
     init() throws {
-        let fd = socket(AF_INET, socketType, 0)
-        guard fd >= 0 else { throw HarnessError("socket: \(String(cString: strerror(errno)))") }
-        var address = loopbackAddress(port: 0)
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard rc == 0 else {
-            systemClose(fd)
-            throw HarnessError("bind: \(String(cString: strerror(errno)))")
-        }
-        self.fd = fd
+        fd = try boundLoopbackSocket()
         port = boundPort(of: fd)
     }
 
     deinit { systemClose(fd) }
+}
+
+/// A TCP socket bound to a free port of 127.0.0.1.
+private func boundLoopbackSocket() throws -> Int32 {
+    let fd = socket(AF_INET, socketType, 0)
+    guard fd >= 0 else { throw HarnessError("socket: \(String(cString: strerror(errno)))") }
+    var address = loopbackAddress(port: 0)
+    let rc = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+    }
+    guard rc == 0 else {
+        let reason = String(cString: strerror(errno))
+        systemClose(fd)
+        throw HarnessError("bind: \(reason)")
+    }
+    return fd
 }
 
 // The C functions, under names that methods called kill/close/send do not shadow.
