@@ -33,8 +33,9 @@ extension TLSError {
                     kind: .certificateRequired, code: rc, codeName: TLSError.name(of: rc),
                     reason: "\(description): the client sent no certificate, and one is required")
             } else {
-                let checked = session.verifyName.map { String(cString: $0) }
-                let failure = VerificationFailure.decode(status: status, chain: chain, checkedName: checked)
+                let failure = VerificationFailure.decode(
+                    status: status, chain: chain, checkedName: session.peerVerification?.name,
+                    requiredPurpose: session.peerVerification?.purpose)
                 let whose = role == .client ? "server" : "client"
                 error = TLSError(
                     kind: .verification, code: rc, codeName: TLSError.name(of: rc),

@@ -64,8 +64,9 @@ public final class TLSSession {
     /// The transport buffers, behind a pointer that is also GnuTLS's transport pointer: the push and pull
     /// callbacks reach them without touching this object (no reference counting, no exclusivity checks).
     private let io: UnsafeMutablePointer<TransportBuffers>
-    /// The verification name, owned for the session's lifetime as GnuTLS requires.
-    private(set) var verifyName: UnsafeMutablePointer<CChar>?
+    /// What the peer's certificate is verified against (its purpose, and the server's name for a client),
+    /// owned for the session's lifetime as GnuTLS requires; nil when the certificate is not verified.
+    private(set) var peerVerification: PeerVerification?
     /// Whether a TLS 1.3 session ticket arrived (set by the ticket hook, read by ``resumptionData``).
     private(set) var receivedTicket = false
 
@@ -111,8 +112,8 @@ public final class TLSSession {
     }
 
     deinit {
+        // The session goes first: GnuTLS may read peerVerification's typed data until then.
         gnutls_deinit(session)
-        free(verifyName)
         io.pointee.inbound.deallocate()
         io.pointee.outbound.deallocate()
         io.deinitialize(count: 1)
@@ -136,10 +137,10 @@ public final class TLSSession {
             }
             // An IP literal is checked against the certificate's IP addresses by GnuTLS itself.
             let trimmed = name.hasPrefix("[") && name.hasSuffix("]") ? String(name.dropFirst().dropLast()) : name
-            verifyName = strdup(trimmed)
-            gnutls_session_set_verify_cert(session, verifyName, 0)
+            verifyPeer(purpose: .serverAuthentication, name: trimmed)
         case .chainOnly:
-            gnutls_session_set_verify_cert(session, nil, 0)
+            // The name is not checked, the purpose is: a client certificate does not make a server.
+            verifyPeer(purpose: .serverAuthentication, name: nil)
         case .insecureNoVerification:
             break
         }
@@ -148,6 +149,15 @@ public final class TLSSession {
                 session, UInt32(GNUTLS_HANDSHAKE_NEW_SESSION_TICKET.rawValue), Int32(GNUTLS_HOOK_POST),
                 tlsSessionTicketHook)
         }
+    }
+
+    /// Has GnuTLS verify the peer's certificate during the handshake: its chain, its key purpose (as
+    /// `openssl s_server -Verify` and OpenSSL clients do; a certificate without extended key usage passes)
+    /// and, when given, the name.
+    private func verifyPeer(purpose: KeyPurpose, name: String?) {
+        let verification = PeerVerification(purpose: purpose, name: name)
+        peerVerification = verification
+        verification.install(on: session)
     }
 
     private func configureServer() {
@@ -165,12 +175,14 @@ public final class TLSSession {
         case .requireAnyWithoutVerification:
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE)
         case .verifyIfGiven:
-            // gnutls_session_set_verify_cert would refuse a client that sends nothing; verify only what is sent.
+            // gnutls_session_set_verify_cert2 would refuse a client that sends nothing; verify only what is
+            // sent, against the same typed data.
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUEST)
+            peerVerification = PeerVerification(purpose: .clientAuthentication, name: nil)
             gnutls_session_set_verify_function(session, tlsSessionVerifyIfGiven)
         case .requireAndVerify:
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE)
-            gnutls_session_set_verify_cert(session, nil, 0)
+            verifyPeer(purpose: .clientAuthentication, name: nil)
         }
         // The CertificateRequest names no CAs: a GnuTLS client would otherwise withhold a certificate whose
         // issuer is not listed, and a refusal would read "no certificate" instead of "untrusted issuer".

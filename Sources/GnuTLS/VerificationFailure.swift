@@ -24,7 +24,8 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
         case badSignature
         /// The issuer may not issue certificates (not a CA), or a constraint of the chain was broken.
         case invalidIssuer
-        /// The certificate's key usage or purpose does not allow this use.
+        /// The certificate's key usage or purpose does not allow this use; ``VerificationFailure/requiredPurpose``
+        /// and ``VerificationFailure/certificatePurposes`` say which purpose was needed and which are allowed.
         case wrongPurpose
         /// The peer sent no certificate although one was required.
         case noCertificate
@@ -58,23 +59,45 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
     public var certificateNames: [String]
     /// The raw GnuTLS status bits (`gnutls_certificate_status_t`), for logging.
     public var status: UInt32
+    /// The purpose the certificate had to allow: TLS server authentication for a server's certificate, client
+    /// authentication for a client's.
+    public var requiredPurpose: KeyPurpose?
+    /// The purposes the certificate's extended key usage allows (empty: no such extension, any purpose).
+    public var certificatePurposes: [KeyPurpose]
 
     /// Creates a failure description.
-    public init(reasons: [Reason], checkedName: String?, certificateNames: [String], status: UInt32) {
+    public init(
+        reasons: [Reason], checkedName: String?, certificateNames: [String], status: UInt32,
+        requiredPurpose: KeyPurpose? = nil, certificatePurposes: [KeyPurpose] = []
+    ) {
         self.reasons = reasons
         self.checkedName = checkedName
         self.certificateNames = certificateNames
         self.status = status
+        self.requiredPurpose = requiredPurpose
+        self.certificatePurposes = certificatePurposes
     }
 
-    /// One sentence with every reason; a name mismatch names both the name asked for and the names held.
+    /// One sentence with every reason; a name mismatch names both the name asked for and the names held, a
+    /// wrong purpose both the purpose needed and the purposes allowed.
     public var description: String {
         reasons.map { reason -> String in
-            if case .hostnameMismatch = reason {
+            switch reason {
+            case .hostnameMismatch:
                 let held = certificateNames.isEmpty ? "no names" : certificateNames.map { "'\($0)'" }.joined(separator: ", ")
                 return "certificate for \(held) does not match the requested name '\(checkedName ?? "")'"
+            case .wrongPurpose:
+                guard let required = requiredPurpose else { return reason.description }
+                let allowed = certificatePurposes.filter { $0 == required || $0 == .any }
+                guard certificatePurposes.isEmpty || !allowed.isEmpty else {
+                    let list = certificatePurposes.map(\.description).joined(separator: ", ")
+                    return "certificate is not valid for \(required) (its extended key usage allows: \(list))"
+                }
+                // The leaf allows the purpose: GnuTLS also checks the extended key usage of the CAs above it.
+                return "a CA certificate in the chain is not valid for \(required)"
+            default:
+                return reason.description
             }
-            return reason.description
         }.joined(separator: "; ")
     }
 
@@ -83,7 +106,18 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
     }
 
     /// Decodes GnuTLS verification status bits against the peer's chain.
-    static func decode(status: UInt32, chain: [Certificate], checkedName: String?) -> VerificationFailure {
+    ///
+    /// - Parameter requiredPurpose: the key purpose the certificate was checked for.
+    static func decode(
+        status: UInt32, chain: [Certificate], checkedName: String?, requiredPurpose: KeyPurpose? = nil
+    ) -> VerificationFailure {
+        let names = chain.first.map { $0.names } ?? []
+        let purposes = chain.first.map { $0.keyPurposes } ?? []
+        func failure(_ reasons: [Reason]) -> VerificationFailure {
+            VerificationFailure(
+                reasons: reasons, checkedName: checkedName, certificateNames: names, status: status,
+                requiredPurpose: requiredPurpose, certificatePurposes: purposes)
+        }
         var reasons: [Reason] = []
         let leaf = chain.first
         func has(_ flag: gnutls_certificate_status_t) -> Bool { status & flag.rawValue != 0 }
@@ -124,7 +158,6 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
                 reasons.append(.other("certificate verification failed (status 0x\(String(status, radix: 16)))"))
             }
         }
-        let names = leaf.map { $0.names } ?? []
-        return VerificationFailure(reasons: reasons, checkedName: checkedName, certificateNames: names, status: status)
+        return failure(reasons)
     }
 }

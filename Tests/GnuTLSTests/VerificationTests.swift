@@ -103,6 +103,69 @@ import Testing
         #expect(error?.kind == .configuration)
     }
 
+    // MARK: - Key purpose (extended key usage)
+
+    @Test(arguments: [TLSConfiguration.ClientAuthentication.verifyIfGiven, .requireAndVerify])
+    func aClientCertificateForServersOnlyIsRefusedForItsPurpose(policy: TLSConfiguration.ClientAuthentication) throws {
+        // `openssl s_server -Verify` refuses it too ("unsuitable certificate purpose").
+        let serverOnly = try pki.ca.issue(commonName: "test client", usage: .server)
+        let pair = try SessionPair(
+            client: pki.clientConfiguration(identity: serverOnly), server: pki.serverConfiguration(clientAuthentication: policy))
+        #expect(!pair.handshake())
+        let error = pair.serverError
+        #expect(error?.kind == .verification, "\(String(describing: error))")
+        #expect(error?.verification?.reasons == [.wrongPurpose])
+        #expect(error?.verification?.requiredPurpose == .clientAuthentication)
+        #expect(error?.verification?.certificatePurposes == [.serverAuthentication])
+        #expect(
+            error?.reason == "handshake failed: the client's certificate was refused: certificate is not valid for TLS "
+                + "client authentication (its extended key usage allows: TLS server authentication)")
+    }
+
+    /// GnuTLS keeps the typed data given to gnutls_session_set_verify_cert2 and reads it when the certificate
+    /// arrives: data that did not outlive the call (a temporary array) made this refusal read "certificate for
+    /// 'localhost' does not match the requested name 'localhost'".
+    @Test(arguments: [TLSConfiguration.CertificateVerification.full, .chainOnly])
+    func aServerCertificateForClientsOnlyIsRefusedForItsPurposeNotItsName(
+        verification: TLSConfiguration.CertificateVerification
+    ) throws {
+        let clientOnly = try pki.ca.issue(commonName: "localhost", dnsNames: ["localhost"], usage: .client)
+        let (error, _) = try failure(
+            client: pki.clientConfiguration(verification: verification), server: pki.serverConfiguration(clientOnly))
+        #expect(error?.kind == .verification, "\(String(describing: error))")
+        #expect(error?.verification?.reasons == [.wrongPurpose])
+        #expect(error?.verification?.requiredPurpose == .serverAuthentication)
+        #expect(
+            error?.reason == "handshake failed: the server's certificate was refused: certificate is not valid for TLS "
+                + "server authentication (its extended key usage allows: TLS client authentication)")
+    }
+
+    @Test func aWrongNameAndAWrongPurposeAreBothReported() throws {
+        let clientOnly = try pki.ca.issue(commonName: "localhost", dnsNames: ["localhost"], usage: .client)
+        let (error, _) = try failure(
+            client: pki.clientConfiguration(serverName: "wrong.example"), server: pki.serverConfiguration(clientOnly))
+        #expect(error?.verification?.reasons == [.hostnameMismatch, .wrongPurpose])
+        #expect(error?.reason.contains("does not match the requested name 'wrong.example'") == true)
+        #expect(error?.reason.contains("not valid for TLS server authentication") == true)
+    }
+
+    @Test(arguments: [CertificateAuthority.Usage.unspecified, .serverAndClient])
+    func aCertificateWithoutExtendedKeyUsageOrWithBothServesEitherSide(usage: CertificateAuthority.Usage) throws {
+        let server = try pki.ca.issue(
+            commonName: "localhost", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], usage: usage)
+        let client = try pki.ca.issue(commonName: "test client", usage: usage)
+        for policy in [TLSConfiguration.ClientAuthentication.verifyIfGiven, .requireAndVerify] {
+            for name in ["localhost", "127.0.0.1"] {
+                let pair = try SessionPair(
+                    client: pki.clientConfiguration(serverName: name, identity: client),
+                    server: pki.serverConfiguration(server, clientAuthentication: policy))
+                #expect(
+                    pair.handshake(),
+                    "\(policy) \(name): \(String(describing: pair.clientError)) \(String(describing: pair.serverError))")
+            }
+        }
+    }
+
     // MARK: - Client authentication
 
     enum ClientCertificate: String, CaseIterable, Sendable { case good, none, otherCA }
