@@ -69,7 +69,7 @@ func tlsSessionVerifyIfGiven(_ session: gnutls_session_t?) -> Int32 {
     guard gnutls_certificate_get_peers(session, &count) != nil, count > 0 else { return 0 }
     let result = verification.verifyPeer(of: session)
     if result.code == 0 && result.status == 0 { return 0 }
-    owner.callbackVerifyStatus = result.code == 0 ? result.status : UInt32(GNUTLS_CERT_INVALID.rawValue)
+    owner.callbackVerifyResult = result
     return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR
 }
 

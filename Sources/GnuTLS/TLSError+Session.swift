@@ -25,16 +25,16 @@ extension TLSError {
     static func session(code rc: Int32, in session: TLSSession, context description: String) -> (TLSError, PeerAlert) {
         let role = session.context.configuration.role
         if rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR || rc == GNUTLS_E_CERTIFICATE_ERROR {
-            let status = session.callbackVerifyStatus ?? gnutls_session_get_verify_cert_status(session.session)
             let chain = session.peerCertificates
             let error: TLSError
-            if chain.isEmpty && role == .server && session.callbackVerifyStatus == nil {
+            if chain.isEmpty && role == .server && session.callbackVerifyResult == nil {
                 error = TLSError(
                     kind: .certificateRequired, code: rc, codeName: TLSError.name(of: rc),
                     reason: "\(description): the client sent no certificate, and one is required")
             } else {
+                let result = session.peerVerificationResult(handshakeCode: rc)
                 let failure = VerificationFailure.decode(
-                    status: status, chain: chain, checkedName: session.peerVerification?.name,
+                    status: result.status, code: result.code, chain: chain, checkedName: session.peerVerification?.name,
                     requiredPurpose: session.peerVerification?.purpose)
                 let whose = role == .client ? "server" : "client"
                 error = TLSError(

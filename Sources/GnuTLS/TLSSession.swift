@@ -300,8 +300,21 @@ public final class TLSSession {
     /// Whether the ClientHello offered no protocol version this server accepts (set by the hello hook).
     var clientOffersNoAcceptableVersion = false
 
-    /// Verification status recorded by our own verify callback (verify-if-given), read by `fail`.
-    var callbackVerifyStatus: UInt32?
+    /// The result recorded by our own verify callback (verify-if-given), read by `fail`: GnuTLS's return code
+    /// and, when it is 0, the status bits.
+    var callbackVerifyResult: (code: Int32, status: UInt32)?
+
+    /// GnuTLS's verdict on the peer's certificate, after `rc` ended the handshake: the return code of the
+    /// verification (negative: it could not be done) and, when that is 0, the status bits.
+    func peerVerificationResult(handshakeCode rc: Int32) -> (code: Int32, status: UInt32) {
+        if let result = callbackVerifyResult { return result }
+        let status = gnutls_session_get_verify_cert_status(session)
+        if rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR && VerificationFailure.isCredible(status) { return (0, status) }
+        // GNUTLS_E_CERTIFICATE_ERROR: GnuTLS could not verify (a chain longer than it accepts, for one) and kept
+        // neither a status (it reads as all ones) nor its reason. Verifying again, with the same data, tells it.
+        guard let verification = peerVerification else { return (0, status) }
+        return verification.verifyPeer(of: session)
+    }
 
     // MARK: - Protocol
 

@@ -1,5 +1,5 @@
 import Foundation
-import GnuTLS
+@testable import GnuTLS
 import Testing
 
 @Suite struct VerificationTests {
@@ -164,6 +164,71 @@ import Testing
                     "\(policy) \(name): \(String(describing: pair.clientError)) \(String(describing: pair.serverError))")
             }
         }
+    }
+
+    // MARK: - Chain length
+
+    /// A leaf under `intermediates` CAs below the test CA: a chain of `intermediates + 2` certificates.
+    func deepLeaf(intermediates: Int, usage: CertificateAuthority.Usage = .server) throws -> CertificateAuthority.Issued {
+        var ca = pki.ca
+        for index in 1...intermediates { ca = try ca.issueIntermediate(commonName: "Intermediate \(index)") }
+        return try ca.issue(commonName: "localhost", dnsNames: ["localhost"], usage: usage)
+    }
+
+    @Test func aChainOfSixteenIsAccepted() throws {
+        let leaf = try deepLeaf(intermediates: 14)
+        #expect(leaf.chain.count == 16)
+        let pair = try SessionPair(client: pki.clientConfiguration(), server: pki.serverConfiguration(leaf))
+        #expect(pair.handshake(), "\(String(describing: pair.clientError))")
+    }
+
+    /// GnuTLS refuses a chain longer than its verification depth before looking at it, and keeps no status:
+    /// it read as every reason at once ("expired; not yet valid; untrusted issuer; ... revoked").
+    @Test func aServerChainLongerThanSixteenIsRefusedForItsLength() throws {
+        let leaf = try deepLeaf(intermediates: 18)
+        #expect(leaf.chain.count == 20)
+        let (error, _) = try failure(client: pki.clientConfiguration(), server: pki.serverConfiguration(leaf))
+        #expect(error?.kind == .verification)
+        #expect(error?.verification?.reasons == [.chainTooLong(20)])
+        #expect(
+            error?.reason
+                == "handshake failed: the server's certificate was refused: the chain is longer than 16 certificates "
+                + "(the peer sent 20)")
+    }
+
+    @Test(arguments: [TLSConfiguration.ClientAuthentication.verifyIfGiven, .requireAndVerify])
+    func aClientChainLongerThanSixteenIsRefusedForItsLength(policy: TLSConfiguration.ClientAuthentication) throws {
+        let leaf = try deepLeaf(intermediates: 15, usage: .client)
+        let pair = try SessionPair(
+            client: pki.clientConfiguration(identity: leaf), server: pki.serverConfiguration(clientAuthentication: policy))
+        #expect(!pair.handshake())
+        #expect(pair.serverError?.verification?.reasons == [.chainTooLong(17)], "\(String(describing: pair.serverError))")
+        #expect(
+            pair.serverError?.reason
+                == "handshake failed: the client's certificate was refused: the chain is longer than 16 certificates "
+                + "(the peer sent 17)")
+    }
+
+    /// A status GnuTLS did not set (all ones), or 0 with a failure, is not a list of reasons.
+    @Test(arguments: [UInt32.max, 0, 1 << 31 | 1 << 1] as [UInt32])
+    func aStatusThatIsNotASetOfReasonsIsNotExpandedIntoAll(status: UInt32) throws {
+        let failure = VerificationFailure.decode(status: status, chain: pki.server.chain, checkedName: "localhost")
+        #expect(failure.reasons.count == 1)
+        #expect(failure.description.hasPrefix("certificate verification failed without a reason"), "\(failure)")
+    }
+
+    @Test func invalidAloneIsOneReason() throws {
+        let failure = VerificationFailure.decode(status: 1 << 1, chain: pki.server.chain, checkedName: "localhost")
+        #expect(failure.reasons.count == 1)
+        #expect(!failure.description.contains("does not match"))
+    }
+
+    @Test func aVerificationThatCouldNotRunGivesGnuTLSsReason() throws {
+        // GNUTLS_E_MEMORY_ERROR (-25): the status is not read.
+        let failure = VerificationFailure.decode(
+            status: UInt32.max, code: -25, chain: pki.server.chain, checkedName: "localhost")
+        #expect(failure.reasons.count == 1)
+        #expect(failure.description.hasPrefix("the certificate could not be verified ("), "\(failure)")
     }
 
     // MARK: - Client authentication
