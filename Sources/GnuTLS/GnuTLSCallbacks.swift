@@ -34,7 +34,10 @@ func tlsSessionPull(_ pointer: gnutls_transport_ptr_t?, _ destination: UnsafeMut
     let io = pointer.assumingMemoryBound(to: TransportBuffers.self)
     var n = io.pointee.inbound.take(into: destination, capacity: capacity)
     if n == 0 { n = io.pointee.takeBorrowed(into: destination, capacity: capacity) }
-    if n > 0 { return n }
+    if n > 0 {
+        if io.pointee.watchesInput { io.pointee.watch(destination, count: n) }
+        return n
+    }
     if io.pointee.inboundEnded { return 0 }
     gnutls_transport_set_errno(io.pointee.session, EAGAIN)
     return -1

@@ -58,6 +58,19 @@ extension TLSError {
                 reason: "\(description): the client offered no protocol version we accept (we accept \(accepted))")
             return (error, .protocolVersion)
         }
+        if rc == GNUTLS_E_DECRYPTION_FAILED && session.state == .handshaking,
+            let (level, value) = session.unencryptedAlertRead, level == GNUTLS_AL_FATAL.rawValue
+        {
+            // OpenSSL (openssl s_client, Python's ssl) refuses a TLS 1.3 server's certificate with an alert it
+            // sends unencrypted, before it has switched to its handshake keys; GnuTLS, expecting an encrypted
+            // record, reports a decryption failure. The alert is still the peer's reason: report it as one.
+            let alert = gnutls_alert_description_t(rawValue: UInt32(value))
+            var error = classify(code: GNUTLS_E_FATAL_ALERT_RECEIVED, receivedAlert: alert, context: description)
+            error.code = rc
+            error.codeName = TLSError.name(of: rc)
+            error.reason += "; the alert came unencrypted (GnuTLS reports it as a decryption failure)"
+            return (error, .none)
+        }
         var alert: gnutls_alert_description_t?
         if rc == GNUTLS_E_FATAL_ALERT_RECEIVED || rc == GNUTLS_E_WARNING_ALERT_RECEIVED {
             alert = gnutls_alert_get(session.session)

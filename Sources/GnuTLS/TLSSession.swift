@@ -297,6 +297,10 @@ public final class TLSSession {
     /// Called by the ticket hook when a session ticket arrives.
     func noteTicket() { receivedTicket = true }
 
+    /// The alert in the last record GnuTLS read, if that record was an unencrypted alert (watched during the
+    /// handshake only): level and description. Read by `fail` when a record could not be decrypted.
+    var unencryptedAlertRead: (level: UInt8, description: UInt8)? { io.pointee.unencryptedAlertPulled }
+
     /// Whether the ClientHello offered no protocol version this server accepts (set by the hello hook).
     var clientOffersNoAcceptableVersion = false
 
@@ -340,6 +344,7 @@ public final class TLSSession {
             let rc = gnutls_handshake(session)
             if rc == 0 {
                 state = .established
+                io.pointee.watchesInput = false
                 return .complete
             }
             switch rc {
