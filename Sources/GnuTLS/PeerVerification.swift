@@ -4,7 +4,9 @@ internal import CGnuTLS
 /// key purpose the certificate must allow and, for a client with full verification, the server's name.
 ///
 /// `gnutls_session_set_verify_cert2` keeps the pointers it is given and reads them when the peer's
-/// certificate arrives, so this object owns the array and its strings for as long as the session lives.
+/// certificate arrives, so this object owns the array and its strings, and every session using it holds it.
+/// It is never changed after init, so one object can serve the sessions of a context on any thread
+/// (``TLSContext`` makes one when the data does not depend on the session).
 final class PeerVerification {
     /// The purpose the peer's certificate must allow: server authentication for a server's certificate,
     /// client authentication for a client's.
@@ -56,7 +58,7 @@ final class PeerVerification {
 
     /// Has GnuTLS verify the peer's certificate during the handshake; a failure ends it with
     /// `GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR` (or `GNUTLS_E_CERTIFICATE_ERROR` if it could not verify).
-    /// The session must keep this object until it is deinitialised.
+    /// The session must hold this object until it is deinitialised.
     func install(on session: gnutls_session_t) {
         gnutls_session_set_verify_cert2(session, elements, count, 0)
     }

@@ -137,10 +137,10 @@ public final class TLSSession {
             }
             // An IP literal is checked against the certificate's IP addresses by GnuTLS itself.
             let trimmed = name.hasPrefix("[") && name.hasSuffix("]") ? String(name.dropFirst().dropLast()) : name
-            verifyPeer(purpose: .serverAuthentication, name: trimmed)
+            verifyPeer(with: PeerVerification(purpose: .serverAuthentication, name: trimmed))
         case .chainOnly:
             // The name is not checked, the purpose is: a client certificate does not make a server.
-            verifyPeer(purpose: .serverAuthentication, name: nil)
+            verifyPeer(with: context.sharedPeerVerification)
         case .insecureNoVerification:
             break
         }
@@ -154,8 +154,8 @@ public final class TLSSession {
     /// Has GnuTLS verify the peer's certificate during the handshake: its chain, its key purpose (as
     /// `openssl s_server -Verify` and OpenSSL clients do; a certificate without extended key usage passes)
     /// and, when given, the name.
-    private func verifyPeer(purpose: KeyPurpose, name: String?) {
-        let verification = PeerVerification(purpose: purpose, name: name)
+    private func verifyPeer(with verification: PeerVerification?) {
+        guard let verification else { preconditionFailure("the context made no verification data for this role") }
         peerVerification = verification
         verification.install(on: session)
     }
@@ -178,11 +178,11 @@ public final class TLSSession {
             // gnutls_session_set_verify_cert2 would refuse a client that sends nothing; verify only what is
             // sent, against the same typed data.
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUEST)
-            peerVerification = PeerVerification(purpose: .clientAuthentication, name: nil)
+            peerVerification = context.sharedPeerVerification
             gnutls_session_set_verify_function(session, tlsSessionVerifyIfGiven)
         case .requireAndVerify:
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE)
-            verifyPeer(purpose: .clientAuthentication, name: nil)
+            verifyPeer(with: context.sharedPeerVerification)
         }
         // The CertificateRequest names no CAs: a GnuTLS client would otherwise withhold a certificate whose
         // issuer is not listed, and a refusal would read "no certificate" instead of "untrusted issuer".
