@@ -313,7 +313,9 @@ public final class TLSSession {
     func peerVerificationResult(handshakeCode rc: Int32) -> (code: Int32, status: UInt32) {
         if let result = callbackVerifyResult { return result }
         let status = gnutls_session_get_verify_cert_status(session)
-        if rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR && VerificationFailure.isCredible(status) { return (0, status) }
+        if rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR && VerificationFailure.isCredible(status) {
+            return (0, status)
+        }
         // GNUTLS_E_CERTIFICATE_ERROR: GnuTLS could not verify (a chain longer than it accepts, for one) and kept
         // neither a status (it reads as all ones) nor its reason. Verifying again, with the same data, tells it.
         guard let verification = peerVerification else { return (0, status) }

@@ -110,7 +110,8 @@ import Testing
         // `openssl s_server -Verify` refuses it too ("unsuitable certificate purpose").
         let serverOnly = try pki.ca.issue(commonName: "test client", usage: .server)
         let pair = try SessionPair(
-            client: pki.clientConfiguration(identity: serverOnly), server: pki.serverConfiguration(clientAuthentication: policy))
+            client: pki.clientConfiguration(identity: serverOnly),
+            server: pki.serverConfiguration(clientAuthentication: policy))
         #expect(!pair.handshake())
         let error = pair.serverError
         #expect(error?.kind == .verification, "\(String(describing: error))")
@@ -159,9 +160,9 @@ import Testing
                 let pair = try SessionPair(
                     client: pki.clientConfiguration(serverName: name, identity: client),
                     server: pki.serverConfiguration(server, clientAuthentication: policy))
-                #expect(
-                    pair.handshake(),
-                    "\(policy) \(name): \(String(describing: pair.clientError)) \(String(describing: pair.serverError))")
+                let ok = pair.handshake()
+                let errors = [pair.clientError, pair.serverError].map { String(describing: $0) }
+                #expect(ok, "\(policy) \(name): \(errors)")
             }
         }
     }
@@ -169,7 +170,9 @@ import Testing
     // MARK: - Chain length
 
     /// A leaf under `intermediates` CAs below the test CA: a chain of `intermediates + 2` certificates.
-    func deepLeaf(intermediates: Int, usage: CertificateAuthority.Usage = .server) throws -> CertificateAuthority.Issued {
+    func deepLeaf(
+        intermediates: Int, usage: CertificateAuthority.Usage = .server
+    ) throws -> CertificateAuthority.Issued {
         var ca = pki.ca
         for index in 1...intermediates { ca = try ca.issueIntermediate(commonName: "Intermediate \(index)") }
         return try ca.issue(commonName: "localhost", dnsNames: ["localhost"], usage: usage)
@@ -200,9 +203,11 @@ import Testing
     func aClientChainLongerThanSixteenIsRefusedForItsLength(policy: TLSConfiguration.ClientAuthentication) throws {
         let leaf = try deepLeaf(intermediates: 15, usage: .client)
         let pair = try SessionPair(
-            client: pki.clientConfiguration(identity: leaf), server: pki.serverConfiguration(clientAuthentication: policy))
+            client: pki.clientConfiguration(identity: leaf),
+            server: pki.serverConfiguration(clientAuthentication: policy))
         #expect(!pair.handshake())
-        #expect(pair.serverError?.verification?.reasons == [.chainTooLong(17)], "\(String(describing: pair.serverError))")
+        #expect(
+            pair.serverError?.verification?.reasons == [.chainTooLong(17)], "\(String(describing: pair.serverError))")
         #expect(
             pair.serverError?.reason
                 == "handshake failed: the client's certificate was refused: the chain is longer than 16 certificates "
