@@ -50,6 +50,9 @@ public struct Certificate: Sendable, Hashable, CustomStringConvertible {
     public let publicKeySHA256: [UInt8]
     /// Whether the certificate may sign other certificates (basicConstraints CA:TRUE).
     public let isCertificateAuthority: Bool
+    /// The purposes its extended key usage extension lists, in order; empty when it has no such extension,
+    /// which means any purpose (see ``allows(_:)``).
+    public let keyPurposes: [KeyPurpose]
 
     /// Parses a DER-encoded certificate.
     ///
@@ -86,6 +89,13 @@ public struct Certificate: Sendable, Hashable, CustomStringConvertible {
         var pathLength: Int32 = 0
         self.isCertificateAuthority =
             gnutls_x509_crt_get_basic_constraints(crt, &critical, &ca, &pathLength) >= 0 && ca != 0
+        self.keyPurposes = Self.keyPurposes(crt)
+    }
+
+    /// Whether the certificate may be used for `purpose`: it has no extended key usage extension, or the
+    /// extension lists the purpose or any purpose. This is the check GnuTLS makes of a peer's certificate.
+    public func allows(_ purpose: KeyPurpose) -> Bool {
+        keyPurposes.isEmpty || keyPurposes.contains(purpose) || keyPurposes.contains(.any)
     }
 
     /// Parses every certificate in PEM text (a chain is several `CERTIFICATE` blocks, leaf first).
@@ -182,6 +192,21 @@ public struct Certificate: Sendable, Hashable, CustomStringConvertible {
         guard rc == 0, let data = datum.data else { return "" }
         defer { cgnutls_free(data) }
         return String(decoding: UnsafeBufferPointer(start: data, count: Int(datum.size)), as: UTF8.self)
+    }
+
+    private static func keyPurposes(_ crt: gnutls_x509_crt_t) -> [KeyPurpose] {
+        var purposes: [KeyPurpose] = []
+        // An OID is short; a longer one is skipped rather than trusted to a bigger buffer.
+        for index in 0..<UInt32(64) {
+            var buffer = [CChar](repeating: 0, count: 128)
+            var size = buffer.count
+            let rc = gnutls_x509_crt_get_key_purpose_oid(crt, index, &buffer, &size, nil)
+            if rc == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE { break }
+            if rc < 0 { continue }
+            let bytes = buffer.prefix(min(size, buffer.count)).prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+            purposes.append(KeyPurpose(oid: String(decoding: bytes, as: UTF8.self)))
+        }
+        return purposes
     }
 
     private static func alternativeNames(_ crt: gnutls_x509_crt_t) -> [AlternativeName] {

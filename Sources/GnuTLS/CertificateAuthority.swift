@@ -17,6 +17,9 @@ public struct CertificateAuthority: Sendable {
     public let certificate: Certificate
     /// The CA's private key, which signs the certificates it issues.
     public let privateKey: PrivateKey
+    /// The certificates above this one, up to and including the root: empty for a root CA, the issuing CAs
+    /// for an intermediate (see ``issueIntermediate(commonName:notValidBefore:notValidAfter:)``).
+    public let issuers: [Certificate]
 
     /// What an issued certificate may be used for (its extended key usage).
     public enum Usage: Sendable, Hashable {
@@ -26,6 +29,8 @@ public struct CertificateAuthority: Sendable {
         case client
         /// Both server and client use.
         case serverAndClient
+        /// No extended key usage extension at all, which GnuTLS and OpenSSL accept for any purpose.
+        case unspecified
     }
 
     /// An issued certificate and its key.
@@ -34,14 +39,19 @@ public struct CertificateAuthority: Sendable {
         public let certificate: Certificate
         /// The leaf's private key.
         public let privateKey: PrivateKey
-        /// The chain to present: the leaf, then the CA.
+        /// The chain to present: the leaf, then the CA (and the CAs above it, for an intermediate).
         public let chain: [Certificate]
     }
 
     /// Wraps an existing CA certificate and key (for example ones loaded from `certs/`).
     public init(certificate: Certificate, privateKey: PrivateKey) {
+        self.init(certificate: certificate, privateKey: privateKey, issuers: [])
+    }
+
+    private init(certificate: Certificate, privateKey: PrivateKey, issuers: [Certificate]) {
         self.certificate = certificate
         self.privateKey = privateKey
+        self.issuers = issuers
     }
 
     /// Creates a new CA with a fresh key.
@@ -58,14 +68,46 @@ public struct CertificateAuthority: Sendable {
         keyAlgorithm: PrivateKey.Algorithm = .ecdsaP256
     ) throws(TLSError) -> CertificateAuthority {
         let key = try X509PrivateKey.generate(keyAlgorithm)
+        let certificate = try caCertificate(
+            key: key, commonName: commonName, notValidBefore: notValidBefore, notValidAfter: notValidAfter,
+            issuer: nil, issuerKey: key)
+        return CertificateAuthority(certificate: certificate, privateKey: try PrivateKey(handle: key))
+    }
+
+    /// Issues an intermediate CA signed by this one, with a fresh key. What it issues chains up through this
+    /// CA: its leaves' ``Issued/chain`` holds every CA certificate up to the root, so calling this repeatedly
+    /// makes a chain as long as a test needs.
+    ///
+    /// - Parameters:
+    ///   - commonName: the intermediate's name.
+    ///   - notValidBefore / notValidAfter: the validity period (by default: from one hour ago, for ten years).
+    public func issueIntermediate(
+        commonName: String,
+        notValidBefore: Date = Date().addingTimeInterval(-3600),
+        notValidAfter: Date = Date().addingTimeInterval(10 * 365 * 86400)
+    ) throws(TLSError) -> CertificateAuthority {
+        let key = try X509PrivateKey.generate(.ecdsaP256)
+        let issuerKey = try X509PrivateKey(bytes: privateKey.pkcs8DERBytes, password: nil, source: "CA key")
+        let issuer = try X509Certificate(der: certificate.derBytes, source: "CA certificate")
+        let intermediate = try CertificateAuthority.caCertificate(
+            key: key, commonName: commonName, notValidBefore: notValidBefore, notValidAfter: notValidAfter,
+            issuer: issuer, issuerKey: issuerKey)
+        return CertificateAuthority(
+            certificate: intermediate, privateKey: try PrivateKey(handle: key), issuers: [certificate] + issuers)
+    }
+
+    /// A CA certificate without a path length limit, self-signed when `issuer` is nil.
+    private static func caCertificate(
+        key: X509PrivateKey, commonName: String, notValidBefore: Date, notValidAfter: Date,
+        issuer: X509Certificate?, issuerKey: X509PrivateKey
+    ) throws(TLSError) -> Certificate {
         let builder = try CertificateBuilder(subjectKey: key, commonName: commonName)
         try builder.set(notValidBefore: notValidBefore, notValidAfter: notValidAfter)
         try builder.check(gnutls_x509_crt_set_basic_constraints(builder.crt, 1, -1), "basic constraints")
         try builder.check(
             gnutls_x509_crt_set_key_usage(builder.crt, UInt32(GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN)),
             "key usage")
-        let certificate = try builder.sign(issuer: nil, issuerKey: key)
-        return CertificateAuthority(certificate: certificate, privateKey: try PrivateKey(handle: key))
+        return try builder.sign(issuer: issuer, issuerKey: issuerKey)
     }
 
     /// Issues a leaf certificate signed by this CA, with a fresh key.
@@ -74,7 +116,7 @@ public struct CertificateAuthority: Sendable {
     ///   - commonName: the subject's common name.
     ///   - dnsNames: DNS subject alternative names.
     ///   - ipAddresses: IP subject alternative names, as IPv4 or IPv6 literals.
-    ///   - usage: server, client, or both.
+    ///   - usage: server, client, both, or unspecified (no extended key usage).
     ///   - notValidBefore / notValidAfter: the validity period (by default: from one hour ago, for a year).
     ///   - keyAlgorithm: the leaf key's type.
     /// - Throws: ``TLSError`` if an IP address does not parse or GnuTLS refuses a field.
@@ -93,7 +135,8 @@ public struct CertificateAuthority: Sendable {
         let leaf = try CertificateAuthority.leaf(
             key: key, commonName: commonName, dnsNames: dnsNames, ipAddresses: ipAddresses, usage: usage,
             notValidBefore: notValidBefore, notValidAfter: notValidAfter, issuer: issuer, issuerKey: issuerKey)
-        return Issued(certificate: leaf, privateKey: try PrivateKey(handle: key), chain: [leaf, certificate])
+        return Issued(
+            certificate: leaf, privateKey: try PrivateKey(handle: key), chain: [leaf, certificate] + issuers)
     }
 
     /// Makes a self-signed leaf certificate that no CA vouches for (for testing clients that must refuse it).
@@ -142,6 +185,7 @@ public struct CertificateAuthority: Sendable {
         case .server: purposes = [GNUTLS_KP_TLS_WWW_SERVER]
         case .client: purposes = [GNUTLS_KP_TLS_WWW_CLIENT]
         case .serverAndClient: purposes = [GNUTLS_KP_TLS_WWW_SERVER, GNUTLS_KP_TLS_WWW_CLIENT]
+        case .unspecified: purposes = []
         }
         for oid in purposes {
             try builder.check(gnutls_x509_crt_set_key_purpose_oid(builder.crt, oid, 0), "key purpose")

@@ -34,7 +34,10 @@ func tlsSessionPull(_ pointer: gnutls_transport_ptr_t?, _ destination: UnsafeMut
     let io = pointer.assumingMemoryBound(to: TransportBuffers.self)
     var n = io.pointee.inbound.take(into: destination, capacity: capacity)
     if n == 0 { n = io.pointee.takeBorrowed(into: destination, capacity: capacity) }
-    if n > 0 { return n }
+    if n > 0 {
+        if io.pointee.watchesInput { io.pointee.watch(destination, count: n) }
+        return n
+    }
     if io.pointee.inboundEnded { return 0 }
     gnutls_transport_set_errno(io.pointee.session, EAGAIN)
     return -1
@@ -59,15 +62,17 @@ func tlsSessionTicketHook(
     return 0
 }
 
-/// Verify-if-given: a client that sends no certificate passes; one that sends a certificate must verify.
+/// Verify-if-given: a client that sends no certificate passes; one that sends a certificate must verify, as
+/// `gnutls_session_set_verify_cert2` would verify it (chain and client-authentication purpose).
 func tlsSessionVerifyIfGiven(_ session: gnutls_session_t?) -> Int32 {
-    guard let session, let owner = owner(of: session) else { return GNUTLS_E_CERTIFICATE_ERROR }
+    guard let session, let owner = owner(of: session), let verification = owner.peerVerification else {
+        return GNUTLS_E_CERTIFICATE_ERROR
+    }
     var count: UInt32 = 0
     guard gnutls_certificate_get_peers(session, &count) != nil, count > 0 else { return 0 }
-    var status: UInt32 = 0
-    let rc = gnutls_certificate_verify_peers2(session, &status)
-    if rc == 0 && status == 0 { return 0 }
-    owner.callbackVerifyStatus = rc == 0 ? status : UInt32(GNUTLS_CERT_INVALID.rawValue)
+    let result = verification.verifyPeer(of: session)
+    if result.code == 0 && result.status == 0 { return 0 }
+    owner.callbackVerifyResult = result
     return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR
 }
 

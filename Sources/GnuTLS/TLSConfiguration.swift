@@ -36,9 +36,11 @@ public struct TLSConfiguration: Sendable {
 
     /// How much of the peer's certificate is checked.
     public enum CertificateVerification: Sendable, Hashable {
-        /// The chain must lead to a trusted root and the certificate must be valid for the server name.
+        /// The chain must lead to a trusted root and the certificate must be valid for the server name and for
+        /// TLS server authentication (its extended key usage, when it has one).
         case full
-        /// The chain must lead to a trusted root; the name is not checked.
+        /// The chain must lead to a trusted root and the certificate must allow TLS server authentication; the
+        /// name is not checked.
         ///
         /// - Warning: any certificate from a trusted CA is accepted, whoever it was issued to.
         case chainOnly
@@ -61,9 +63,11 @@ public struct TLSConfiguration: Sendable {
         ///
         /// - Warning: any certificate, from anyone, is accepted. Useful only when the application checks it.
         case requireAnyWithoutVerification
-        /// A client certificate is asked for; one that is sent must verify against the trust roots.
+        /// A client certificate is asked for; one that is sent must verify against the trust roots and allow TLS
+        /// client authentication (its extended key usage, when it has one).
         case verifyIfGiven
-        /// A client certificate is required and must verify against the trust roots: mutual TLS.
+        /// A client certificate is required, must verify against the trust roots and allow TLS client
+        /// authentication: mutual TLS.
         case requireAndVerify
     }
 

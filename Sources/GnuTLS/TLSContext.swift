@@ -36,6 +36,10 @@ public final class TLSContext: @unchecked Sendable {
     let ticketKey: SessionTicketKey?
     /// ALPN names, handed to each session.
     let applicationProtocols: ApplicationProtocolList
+    /// What sessions verify the peer's certificate against when that is the same for all of them (servers
+    /// that verify client certificates, chain-only clients): made once, read by GnuTLS from any session.
+    /// Nil otherwise; a client with full verification makes its own, with the server name.
+    let sharedPeerVerification: PeerVerification?
 
     /// Builds a context.
     ///
@@ -61,6 +65,15 @@ public final class TLSContext: @unchecked Sendable {
         enabledVersions = versions.sorted { $0.wireValue > $1.wireValue }
         enabledVersionBits = versions.reduce(0) { $0 | ClientHelloVersions.bit($1.wireValue) }
         ticketKey = configuration.role == .server && configuration.sessionTickets ? try SessionTicketKey() : nil
+
+        switch (configuration.role, configuration.clientAuthentication, configuration.certificateVerification) {
+        case (.server, .verifyIfGiven, _), (.server, .requireAndVerify, _):
+            sharedPeerVerification = PeerVerification(purpose: .clientAuthentication, name: nil)
+        case (.client, _, .chainOnly):
+            sharedPeerVerification = PeerVerification(purpose: .serverAuthentication, name: nil)
+        default:
+            sharedPeerVerification = nil
+        }
 
         if let identity = configuration.identity {
             certificateChain = try TLSContext.loadIdentity(identity, into: credentials.handle)

@@ -25,16 +25,17 @@ extension TLSError {
     static func session(code rc: Int32, in session: TLSSession, context description: String) -> (TLSError, PeerAlert) {
         let role = session.context.configuration.role
         if rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR || rc == GNUTLS_E_CERTIFICATE_ERROR {
-            let status = session.callbackVerifyStatus ?? gnutls_session_get_verify_cert_status(session.session)
             let chain = session.peerCertificates
             let error: TLSError
-            if chain.isEmpty && role == .server && session.callbackVerifyStatus == nil {
+            if chain.isEmpty && role == .server && session.callbackVerifyResult == nil {
                 error = TLSError(
                     kind: .certificateRequired, code: rc, codeName: TLSError.name(of: rc),
                     reason: "\(description): the client sent no certificate, and one is required")
             } else {
-                let checked = session.verifyName.map { String(cString: $0) }
-                let failure = VerificationFailure.decode(status: status, chain: chain, checkedName: checked)
+                let result = session.peerVerificationResult(handshakeCode: rc)
+                let failure = VerificationFailure.decode(
+                    status: result.status, code: result.code, chain: chain, checkedName: session.peerVerification?.name,
+                    requiredPurpose: session.peerVerification?.purpose)
                 let whose = role == .client ? "server" : "client"
                 error = TLSError(
                     kind: .verification, code: rc, codeName: TLSError.name(of: rc),
@@ -56,6 +57,19 @@ extension TLSError {
                 kind: .protocolVersion, code: rc, codeName: TLSError.name(of: rc),
                 reason: "\(description): the client offered no protocol version we accept (we accept \(accepted))")
             return (error, .protocolVersion)
+        }
+        if rc == GNUTLS_E_DECRYPTION_FAILED && session.state == .handshaking,
+            let (level, value) = session.unencryptedAlertRead, level == GNUTLS_AL_FATAL.rawValue
+        {
+            // OpenSSL (openssl s_client, Python's ssl) refuses a TLS 1.3 server's certificate with an alert it
+            // sends unencrypted, before it has switched to its handshake keys; GnuTLS, expecting an encrypted
+            // record, reports a decryption failure. The alert is still the peer's reason: report it as one.
+            let alert = gnutls_alert_description_t(rawValue: UInt32(value))
+            var error = classify(code: GNUTLS_E_FATAL_ALERT_RECEIVED, receivedAlert: alert, context: description)
+            error.code = rc
+            error.codeName = TLSError.name(of: rc)
+            error.reason += "; the alert came unencrypted (GnuTLS reports it as a decryption failure)"
+            return (error, .none)
         }
         var alert: gnutls_alert_description_t?
         if rc == GNUTLS_E_FATAL_ALERT_RECEIVED || rc == GNUTLS_E_WARNING_ALERT_RECEIVED {

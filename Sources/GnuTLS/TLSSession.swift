@@ -64,8 +64,9 @@ public final class TLSSession {
     /// The transport buffers, behind a pointer that is also GnuTLS's transport pointer: the push and pull
     /// callbacks reach them without touching this object (no reference counting, no exclusivity checks).
     private let io: UnsafeMutablePointer<TransportBuffers>
-    /// The verification name, owned for the session's lifetime as GnuTLS requires.
-    private(set) var verifyName: UnsafeMutablePointer<CChar>?
+    /// What the peer's certificate is verified against (its purpose, and the server's name for a client),
+    /// owned for the session's lifetime as GnuTLS requires; nil when the certificate is not verified.
+    private(set) var peerVerification: PeerVerification?
     /// Whether a TLS 1.3 session ticket arrived (set by the ticket hook, read by ``resumptionData``).
     private(set) var receivedTicket = false
 
@@ -111,8 +112,8 @@ public final class TLSSession {
     }
 
     deinit {
+        // The session goes first: GnuTLS may read peerVerification's typed data until then.
         gnutls_deinit(session)
-        free(verifyName)
         io.pointee.inbound.deallocate()
         io.pointee.outbound.deallocate()
         io.deinitialize(count: 1)
@@ -136,10 +137,10 @@ public final class TLSSession {
             }
             // An IP literal is checked against the certificate's IP addresses by GnuTLS itself.
             let trimmed = name.hasPrefix("[") && name.hasSuffix("]") ? String(name.dropFirst().dropLast()) : name
-            verifyName = strdup(trimmed)
-            gnutls_session_set_verify_cert(session, verifyName, 0)
+            verifyPeer(with: PeerVerification(purpose: .serverAuthentication, name: trimmed))
         case .chainOnly:
-            gnutls_session_set_verify_cert(session, nil, 0)
+            // The name is not checked, the purpose is: a client certificate does not make a server.
+            verifyPeer(with: context.sharedPeerVerification)
         case .insecureNoVerification:
             break
         }
@@ -148,6 +149,15 @@ public final class TLSSession {
                 session, UInt32(GNUTLS_HANDSHAKE_NEW_SESSION_TICKET.rawValue), Int32(GNUTLS_HOOK_POST),
                 tlsSessionTicketHook)
         }
+    }
+
+    /// Has GnuTLS verify the peer's certificate during the handshake: its chain, its key purpose (as
+    /// `openssl s_server -Verify` and OpenSSL clients do; a certificate without extended key usage passes)
+    /// and, when given, the name.
+    private func verifyPeer(with verification: PeerVerification?) {
+        guard let verification else { preconditionFailure("the context made no verification data for this role") }
+        peerVerification = verification
+        verification.install(on: session)
     }
 
     private func configureServer() {
@@ -165,12 +175,14 @@ public final class TLSSession {
         case .requireAnyWithoutVerification:
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE)
         case .verifyIfGiven:
-            // gnutls_session_set_verify_cert would refuse a client that sends nothing; verify only what is sent.
+            // gnutls_session_set_verify_cert2 would refuse a client that sends nothing; verify only what is
+            // sent, against the same typed data.
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUEST)
+            peerVerification = context.sharedPeerVerification
             gnutls_session_set_verify_function(session, tlsSessionVerifyIfGiven)
         case .requireAndVerify:
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE)
-            gnutls_session_set_verify_cert(session, nil, 0)
+            verifyPeer(with: context.sharedPeerVerification)
         }
         // The CertificateRequest names no CAs: a GnuTLS client would otherwise withhold a certificate whose
         // issuer is not listed, and a refusal would read "no certificate" instead of "untrusted issuer".
@@ -285,11 +297,30 @@ public final class TLSSession {
     /// Called by the ticket hook when a session ticket arrives.
     func noteTicket() { receivedTicket = true }
 
+    /// The alert in the last record GnuTLS read, if that record was an unencrypted alert (watched during the
+    /// handshake only): level and description. Read by `fail` when a record could not be decrypted.
+    var unencryptedAlertRead: (level: UInt8, description: UInt8)? { io.pointee.unencryptedAlertPulled }
+
     /// Whether the ClientHello offered no protocol version this server accepts (set by the hello hook).
     var clientOffersNoAcceptableVersion = false
 
-    /// Verification status recorded by our own verify callback (verify-if-given), read by `fail`.
-    var callbackVerifyStatus: UInt32?
+    /// The result recorded by our own verify callback (verify-if-given), read by `fail`: GnuTLS's return code
+    /// and, when it is 0, the status bits.
+    var callbackVerifyResult: (code: Int32, status: UInt32)?
+
+    /// GnuTLS's verdict on the peer's certificate, after `rc` ended the handshake: the return code of the
+    /// verification (negative: it could not be done) and, when that is 0, the status bits.
+    func peerVerificationResult(handshakeCode rc: Int32) -> (code: Int32, status: UInt32) {
+        if let result = callbackVerifyResult { return result }
+        let status = gnutls_session_get_verify_cert_status(session)
+        if rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR && VerificationFailure.isCredible(status) {
+            return (0, status)
+        }
+        // GNUTLS_E_CERTIFICATE_ERROR: GnuTLS could not verify (a chain longer than it accepts, for one) and kept
+        // neither a status (it reads as all ones) nor its reason. Verifying again, with the same data, tells it.
+        guard let verification = peerVerification else { return (0, status) }
+        return verification.verifyPeer(of: session)
+    }
 
     // MARK: - Protocol
 
@@ -315,6 +346,7 @@ public final class TLSSession {
             let rc = gnutls_handshake(session)
             if rc == 0 {
                 state = .established
+                io.pointee.watchesInput = false
                 return .complete
             }
             switch rc {

@@ -13,6 +13,13 @@ struct TransportBuffers {
     unowned(unsafe) var sink: (any TLSOutputSink)?
     /// The transport will deliver no more bytes.
     var inboundEnded = false
+    /// Whether pulls update `recentInput` (only during the handshake, so the data path pays nothing).
+    var watchesInput = true
+    /// The last eight bytes GnuTLS pulled, the newest in the low byte, and how many bytes have been pulled
+    /// (at most 8 counted). GnuTLS pulls a record's header, then exactly its body, so after a record fails
+    /// to decrypt these end with that record.
+    var recentInput: UInt64 = 0
+    var recentInputCount = 0
 
     init(session: gnutls_session_t) { self.session = session }
 
@@ -27,6 +34,23 @@ struct TransportBuffers {
         destination.copyMemory(from: base + borrowedOffset, byteCount: n)
         borrowedOffset += n
         return n
+    }
+
+    /// Notes pulled bytes in `recentInput`.
+    mutating func watch(_ pulled: UnsafeRawPointer, count: Int) {
+        for index in max(0, count - 8)..<count {
+            recentInput = recentInput << 8 | UInt64(pulled.load(fromByteOffset: index, as: UInt8.self))
+        }
+        recentInputCount = min(8, recentInputCount + count)
+    }
+
+    /// The alert in the last record pulled, when that record is an unencrypted alert (type 21, version 3.x,
+    /// length 2): its level and description bytes.
+    var unencryptedAlertPulled: (level: UInt8, description: UInt8)? {
+        guard recentInputCount >= 7 else { return nil }
+        func byte(_ fromEnd: Int) -> UInt8 { UInt8(truncatingIfNeeded: recentInput >> (8 * UInt64(fromEnd - 1))) }
+        guard byte(7) == 21, byte(6) == 3, (1...4).contains(byte(5)), byte(4) == 0, byte(3) == 2 else { return nil }
+        return (byte(2), byte(1))
     }
 
     /// Copies what is left of the borrowed input into `inbound` and ends the loan.

@@ -24,8 +24,12 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
         case badSignature
         /// The issuer may not issue certificates (not a CA), or a constraint of the chain was broken.
         case invalidIssuer
-        /// The certificate's key usage or purpose does not allow this use.
+        /// The certificate's key usage or purpose does not allow this use; ``VerificationFailure/requiredPurpose``
+        /// and ``VerificationFailure/certificatePurposes`` say which purpose was needed and which are allowed.
         case wrongPurpose
+        /// The peer sent more certificates than GnuTLS verifies (``VerificationFailure/maximumChainLength``);
+        /// the value is how many it sent. No other check was made.
+        case chainTooLong(Int)
         /// The peer sent no certificate although one was required.
         case noCertificate
         /// Another reason, as GnuTLS words it.
@@ -44,6 +48,9 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
             case .badSignature: return "a signature in the certificate chain does not verify"
             case .invalidIssuer: return "the issuer is not allowed to issue this certificate"
             case .wrongPurpose: return "certificate is not valid for this purpose"
+            case .chainTooLong(let count):
+                return "the chain is longer than \(VerificationFailure.maximumChainLength) certificates "
+                    + "(the peer sent \(count))"
             case .noCertificate: return "the peer sent no certificate"
             case .other(let text): return text
             }
@@ -56,25 +63,52 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
     public var checkedName: String?
     /// The names the certificate holds (DNS and IP subject alternative names, or the common name).
     public var certificateNames: [String]
-    /// The raw GnuTLS status bits (`gnutls_certificate_status_t`), for logging.
+    /// The raw GnuTLS status bits (`gnutls_certificate_status_t`), for logging. Meaningless when verification
+    /// could not be done (a reason such as ``Reason/chainTooLong(_:)``).
     public var status: UInt32
+    /// The purpose the certificate had to allow: TLS server authentication for a server's certificate, client
+    /// authentication for a client's.
+    public var requiredPurpose: KeyPurpose?
+    /// The purposes the certificate's extended key usage allows (empty: no such extension, any purpose).
+    public var certificatePurposes: [KeyPurpose]
+
+    /// The most certificates GnuTLS verifies in a peer's chain (its default verification depth, which this
+    /// library does not change); a longer chain is refused without being looked at.
+    public static let maximumChainLength = 16
 
     /// Creates a failure description.
-    public init(reasons: [Reason], checkedName: String?, certificateNames: [String], status: UInt32) {
+    public init(
+        reasons: [Reason], checkedName: String?, certificateNames: [String], status: UInt32,
+        requiredPurpose: KeyPurpose? = nil, certificatePurposes: [KeyPurpose] = []
+    ) {
         self.reasons = reasons
         self.checkedName = checkedName
         self.certificateNames = certificateNames
         self.status = status
+        self.requiredPurpose = requiredPurpose
+        self.certificatePurposes = certificatePurposes
     }
 
-    /// One sentence with every reason; a name mismatch names both the name asked for and the names held.
+    /// One sentence with every reason; a name mismatch names both the name asked for and the names held, a
+    /// wrong purpose both the purpose needed and the purposes allowed.
     public var description: String {
         reasons.map { reason -> String in
-            if case .hostnameMismatch = reason {
+            switch reason {
+            case .hostnameMismatch:
                 let held = certificateNames.isEmpty ? "no names" : certificateNames.map { "'\($0)'" }.joined(separator: ", ")
                 return "certificate for \(held) does not match the requested name '\(checkedName ?? "")'"
+            case .wrongPurpose:
+                guard let required = requiredPurpose else { return reason.description }
+                let allowed = certificatePurposes.filter { $0 == required || $0 == .any }
+                guard certificatePurposes.isEmpty || !allowed.isEmpty else {
+                    let list = certificatePurposes.map(\.description).joined(separator: ", ")
+                    return "certificate is not valid for \(required) (its extended key usage allows: \(list))"
+                }
+                // The leaf allows the purpose: GnuTLS also checks the extended key usage of the CAs above it.
+                return "a CA certificate in the chain is not valid for \(required)"
+            default:
+                return reason.description
             }
-            return reason.description
         }.joined(separator: "; ")
     }
 
@@ -82,8 +116,55 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
         date.formatted(.iso8601)
     }
 
-    /// Decodes GnuTLS verification status bits against the peer's chain.
-    static func decode(status: UInt32, chain: [Certificate], checkedName: String?) -> VerificationFailure {
+    /// Every status bit GnuTLS 3.7 defines. A status with any other bit set is not a set of reasons (GnuTLS
+    /// reports all ones when it kept no status).
+    static let knownStatusBits: UInt32 = [
+        GNUTLS_CERT_INVALID, GNUTLS_CERT_REVOKED, GNUTLS_CERT_SIGNER_NOT_FOUND, GNUTLS_CERT_SIGNER_NOT_CA,
+        GNUTLS_CERT_INSECURE_ALGORITHM, GNUTLS_CERT_NOT_ACTIVATED, GNUTLS_CERT_EXPIRED,
+        GNUTLS_CERT_SIGNATURE_FAILURE, GNUTLS_CERT_REVOCATION_DATA_SUPERSEDED, GNUTLS_CERT_UNEXPECTED_OWNER,
+        GNUTLS_CERT_REVOCATION_DATA_ISSUED_IN_FUTURE, GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE, GNUTLS_CERT_MISMATCH,
+        GNUTLS_CERT_PURPOSE_MISMATCH, GNUTLS_CERT_MISSING_OCSP_STATUS, GNUTLS_CERT_INVALID_OCSP_STATUS,
+        GNUTLS_CERT_UNKNOWN_CRIT_EXTENSIONS,
+    ].reduce(0) { $0 | $1.rawValue }
+
+    /// Whether `status` can be read as the reasons a certificate was refused: not 0 (nothing wrong) and no bit
+    /// GnuTLS does not define.
+    static func isCredible(_ status: UInt32) -> Bool {
+        status != 0 && status & ~knownStatusBits == 0
+    }
+
+    /// Decodes a GnuTLS verification result against the peer's chain.
+    ///
+    /// - Parameters:
+    ///   - status: the status bits, read only when `code` is 0 and they are credible (``isCredible(_:)``).
+    ///   - code: what `gnutls_certificate_verify_peers` returned; negative when verification could not be done,
+    ///     and then the reason is the code's, not the status's.
+    ///   - requiredPurpose: the key purpose the certificate was checked for.
+    static func decode(
+        status: UInt32, code: Int32 = 0, chain: [Certificate], checkedName: String?,
+        requiredPurpose: KeyPurpose? = nil
+    ) -> VerificationFailure {
+        let names = chain.first.map { $0.names } ?? []
+        let purposes = chain.first.map { $0.keyPurposes } ?? []
+        func failure(_ reasons: [Reason]) -> VerificationFailure {
+            VerificationFailure(
+                reasons: reasons, checkedName: checkedName, certificateNames: names, status: status,
+                requiredPurpose: requiredPurpose, certificatePurposes: purposes)
+        }
+        if code < 0 {
+            switch code {
+            case GNUTLS_E_CONSTRAINT_ERROR where chain.count > maximumChainLength:
+                return failure([.chainTooLong(chain.count)])
+            case GNUTLS_E_NO_CERTIFICATE_FOUND:
+                return failure([.noCertificate])
+            default:
+                return failure([.other("the certificate could not be verified (\(TLSError.message(of: code)))")])
+            }
+        }
+        guard isCredible(status) else {
+            let hex = String(status, radix: 16)
+            return failure([.other("certificate verification failed without a reason (status 0x\(hex))")])
+        }
         var reasons: [Reason] = []
         let leaf = chain.first
         func has(_ flag: gnutls_certificate_status_t) -> Bool { status & flag.rawValue != 0 }
@@ -124,7 +205,6 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
                 reasons.append(.other("certificate verification failed (status 0x\(String(status, radix: 16)))"))
             }
         }
-        let names = leaf.map { $0.names } ?? []
-        return VerificationFailure(reasons: reasons, checkedName: checkedName, certificateNames: names, status: status)
+        return failure(reasons)
     }
 }

@@ -24,6 +24,29 @@ import Testing
         #expect(issued.chain == [certificate, pki.ca.certificate])
     }
 
+    @Test func keyPurposesAreReadFromTheExtendedKeyUsage() throws {
+        #expect(pki.server.certificate.keyPurposes == [.serverAuthentication])
+        #expect(pki.client.certificate.keyPurposes == [.clientAuthentication])
+        #expect(!pki.client.certificate.allows(.serverAuthentication))
+        let both = try pki.ca.issue(commonName: "both", usage: .serverAndClient)
+        #expect(both.certificate.keyPurposes == [.serverAuthentication, .clientAuthentication])
+        let unspecified = try pki.ca.issue(commonName: "any", usage: .unspecified)
+        #expect(unspecified.certificate.keyPurposes.isEmpty)
+        #expect(unspecified.certificate.allows(.serverAuthentication))
+        #expect(unspecified.certificate.allows(.clientAuthentication))
+        #expect(KeyPurpose.clientAuthentication.description == "TLS client authentication")
+        #expect(KeyPurpose(oid: "1.2.3.4").description == "1.2.3.4")
+    }
+
+    @Test func intermediatesChainUpToTheRoot() throws {
+        let first = try pki.ca.issueIntermediate(commonName: "Intermediate 1")
+        let second = try first.issueIntermediate(commonName: "Intermediate 2")
+        let leaf = try second.issue(commonName: "leaf")
+        #expect(leaf.chain.map(\.subject) == ["CN=leaf", "CN=Intermediate 2", "CN=Intermediate 1", "CN=Test CA"])
+        #expect(leaf.chain.dropLast().map(\.issuer) == ["CN=Intermediate 2", "CN=Intermediate 1", "CN=Test CA"])
+        #expect(second.certificate.isCertificateAuthority)
+    }
+
     @Test func pemRoundTrip() throws {
         let pem = pki.server.chain.map(\.pemString).joined()
         #expect(try Certificate.parse(pem: pem) == pki.server.chain)

@@ -278,3 +278,66 @@ final class CollectingSink: TLSOutputSink {
     var bytes: [UInt8] = []
     func takeOutput(_ bytes: UnsafeRawBufferPointer) { self.bytes += bytes }
 }
+
+/// OpenSSL clients (openssl s_client, Python's ssl) refuse a TLS 1.3 server's certificate with an alert they
+/// send unencrypted, before switching to their handshake keys. GnuTLS, expecting an encrypted record, reports
+/// a decryption failure, which read as "the peer's bytes are not valid TLS (Decryption has failed.)".
+@Suite struct UnencryptedAlertTests {
+    let pki = TestPKI.shared
+
+    /// `openssl s_client -verify_return_error` sends exactly this after a TLS 1.3 ServerHello: a fatal
+    /// unknown_ca alert in a plaintext record.
+    static let plaintextUnknownCA: [UInt8] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x30]
+    /// The middlebox-compatibility change_cipher_spec some clients send first.
+    static let changeCipherSpec: [UInt8] = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01]
+
+    /// A server that has sent its TLS 1.3 flight, and the client's ClientHello it answered.
+    func serverAwaitingTheClientsFinished() throws -> TLSSession {
+        let client = try TLSContext(configuration: pki.clientConfiguration()).makeSession()
+        let server = try TLSContext(configuration: pki.serverConfiguration()).makeSession()
+        #expect(try client.handshake() == .needsInput)
+        server.feed(client.takePendingOutput())
+        #expect(try server.handshake() == .needsInput)
+        #expect(server.hasPendingOutput)
+        _ = server.takePendingOutput()
+        return server
+    }
+
+    @Test(arguments: [false, true], [false, true])
+    func aPlaintextAlertDuringTheHandshakeIsReportedAsThePeersAlert(
+        afterChangeCipherSpec: Bool, oneByteAtATime: Bool
+    ) throws {
+        let server = try serverAwaitingTheClientsFinished()
+        let bytes = (afterChangeCipherSpec ? Self.changeCipherSpec : []) + Self.plaintextUnknownCA
+        var thrown: TLSError?
+        do {
+            if oneByteAtATime {
+                for byte in bytes {
+                    server.feed([byte])
+                    try server.handshake()
+                }
+            } else {
+                server.feed(bytes)
+                server.feedEndOfInput()
+                try server.handshake()
+            }
+        } catch {
+            thrown = error
+        }
+        let error = try #require(thrown)
+        #expect(error.kind == .alertReceived, "\(error)")
+        #expect(error.alert == "CA is unknown")
+        #expect(
+            error.reason
+                == "handshake failed: the peer sent a fatal 'CA is unknown' alert (it refused our certificate, or the "
+                + "lack of one); the alert came unencrypted (GnuTLS reports it as a decryption failure)")
+        #expect(!server.hasPendingOutput, "no alert answers the peer's own")
+    }
+
+    @Test func bytesThatAreNotAnAlertAreStillInvalidTLS() throws {
+        let server = try serverAwaitingTheClientsFinished()
+        server.feed([0x17, 0x03, 0x03, 0x00, 0x02, 0x02, 0x30])
+        let error = #expect(throws: TLSError.self) { try server.handshake() }
+        #expect(error?.kind == .protocolViolation, "\(String(describing: error))")
+    }
+}
