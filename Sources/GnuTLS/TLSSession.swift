@@ -66,7 +66,9 @@ public final class TLSSession {
     private let io: UnsafeMutablePointer<TransportBuffers>
     /// What the peer's certificate is verified against (its purpose, and the server's name for a client),
     /// owned for the session's lifetime as GnuTLS requires; nil when the certificate is not verified.
-    private(set) var peerVerification: PeerVerification?
+    // Set while the session is configured, then only read (never across a call that could set it): no dynamic
+    // exclusivity checks.
+    @exclusivity(unchecked) private(set) var peerVerification: PeerVerification?
     /// Whether a TLS 1.3 session ticket arrived (set by the ticket hook, read by ``resumptionData``).
     private(set) var receivedTicket = false
 

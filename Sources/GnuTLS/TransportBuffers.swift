@@ -38,7 +38,13 @@ struct TransportBuffers {
 
     /// Notes pulled bytes in `recentInput`.
     mutating func watch(_ pulled: UnsafeRawPointer, count: Int) {
-        for index in max(0, count - 8)..<count {
+        if count >= 8 {
+            // One load of the last eight bytes (GnuTLS pulls whole record bodies, often kilobytes).
+            recentInput = UInt64(bigEndian: pulled.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self))
+            recentInputCount = 8
+            return
+        }
+        for index in 0..<count {
             recentInput = recentInput << 8 | UInt64(pulled.load(fromByteOffset: index, as: UInt8.self))
         }
         recentInputCount = min(8, recentInputCount + count)
