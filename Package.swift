@@ -1,6 +1,11 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+let fuzzTargets = [
+    "fuzz-server-session", "fuzz-client-session", "fuzz-certificate", "fuzz-configuration",
+    "fuzz-client-hello-versions",
+]
+
 let package = Package(
     name: "swift-gnutls",
     products: [
@@ -79,5 +84,11 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CommandTests", dependencies: ["GnuTLS"]),
-    ]
+
+        // libFuzzer targets (run them with tools/fuzz). Built with -sanitize=fuzzer,address -DFUZZING they have
+        // libFuzzer's main; in a plain build each replays the input files named on its command line.
+        .target(name: "FuzzSupport", dependencies: ["GnuTLS"], path: "Fuzz/FuzzSupport"),
+    ] + fuzzTargets.map { name in
+        .executableTarget(name: name, dependencies: ["GnuTLS", "FuzzSupport"], path: "Fuzz/\(name)")
+    }
 )

@@ -4,19 +4,20 @@
 /// suites by version first). To tell the peer and the user the real reason, the server reads the versions the
 /// client offered and, when none is acceptable, answers with a `protocol_version` alert. The bytes come from
 /// the network: every index is checked, and anything malformed yields nil (GnuTLS then reports it itself).
-struct ClientHelloVersions: Equatable {
+/// `package` so that the fuzz target `fuzz-client-hello-versions` can call the parser directly.
+package struct ClientHelloVersions: Equatable {
     /// The TLS versions offered, one bit per version: bit 0 = TLS 1.0 (0x0301) … bit 3 = TLS 1.3 (0x0304).
     /// A bit set rather than a `Set` so that reading a hello allocates nothing.
-    let offered: UInt8
+    package let offered: UInt8
 
     /// The bit for a wire version, or 0 for versions outside TLS 1.0 to 1.3.
-    static func bit(_ version: UInt16) -> UInt8 {
+    package static func bit(_ version: UInt16) -> UInt8 {
         guard (0x0301...0x0304).contains(version) else { return 0 }
         return 1 << UInt8(version - 0x0301)
     }
 
     /// Parses a ClientHello handshake body (without the 4-byte handshake header).
-    init?(body: UnsafeRawBufferPointer) {
+    package init?(body: UnsafeRawBufferPointer) {
         var reader = Reader(bytes: body)
         guard let legacy = reader.u16(), reader.skip(32),  // legacy_version, random
             let sessionIDLength = reader.u8(), reader.skip(Int(sessionIDLength)),

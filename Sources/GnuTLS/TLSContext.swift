@@ -127,8 +127,16 @@ public final class TLSContext: @unchecked Sendable {
             key = try X509PrivateKey(bytes: privateKey.pkcs8DERBytes, password: nil, source: keySource)
         }
         var handles: [X509Certificate] = []
-        for certificate in chain {
-            handles.append(try X509Certificate(der: certificate.derBytes, source: chainSource))
+        for (index, certificate) in chain.enumerated() {
+            let handle = try X509Certificate(der: certificate.derBytes, source: chainSource)
+            // GnuTLS 3.7.9's gnutls_certificate_set_x509_key accepts a chain certificate whose public-key
+            // algorithm it does not know, and the key pair it then stores is never freed (found by the
+            // fuzz-certificate target). Such a chain cannot be used anyway: refuse it first.
+            guard gnutls_x509_crt_get_pk_algorithm(handle.crt, nil) > 0 else {
+                throw TLSError.configuration(
+                    "certificate \(index + 1) in \(chainSource) has a public-key algorithm GnuTLS does not support")
+            }
+            handles.append(handle)
         }
         var crts: [gnutls_x509_crt_t?] = handles.map { $0.crt }
         let rc = gnutls_certificate_set_x509_key(credentials, &crts, Int32(crts.count), key.key)

@@ -53,6 +53,23 @@ import Testing
         #expect(error?.codeName == "GNUTLS_E_CERTIFICATE_KEY_MISMATCH")
     }
 
+    /// Found by tools/fuzz (fuzz-certificate, a leak): the input was this package's own chain in PEM with one
+    /// base64 character of the CA's SubjectPublicKeyInfo algorithm changed, to OID 1.2.840.1268738.1, presented
+    /// with the leaf's real key. GnuTLS 3.7.9 accepted the chain and leaked the key pair it stored (2,300 bytes
+    /// per context). The input's leaf key existed only in that fuzz process, so the test makes the same shape:
+    /// the CA's ecPublicKey OID (1.2.840.10045.2.1) changed to 1.2.840.10045.2.9, which GnuTLS does not know.
+    @Test func aChainCertificateWithAnUnknownKeyAlgorithmIsRefused() throws {
+        var ca = pki.ca.certificate.derBytes
+        let ecPublicKey: [UInt8] = [0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01]
+        let at = try #require((0...(ca.count - ecPublicKey.count)).first { Array(ca[$0..<($0 + ecPublicKey.count)]) == ecPublicKey })
+        ca[at + 8] = 0x09
+        let chain = [pki.server.certificate, try Certificate(derBytes: ca)]
+        let error = configurationError(.server(identity: .certificates(chain, privateKey: pki.server.privateKey)))
+        #expect(
+            error?.reason == "certificate 2 in the certificate chain has a public-key algorithm GnuTLS does not support",
+            "\(String(describing: error))")
+    }
+
     @Test func filesWrittenByTheLibraryLoadBack() throws {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
