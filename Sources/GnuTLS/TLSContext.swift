@@ -129,12 +129,23 @@ public final class TLSContext: @unchecked Sendable {
         var handles: [X509Certificate] = []
         for (index, certificate) in chain.enumerated() {
             let handle = try X509Certificate(der: certificate.derBytes, source: chainSource)
-            // GnuTLS 3.7.9's gnutls_certificate_set_x509_key accepts a chain certificate whose public-key
-            // algorithm it does not know, and the key pair it then stores is never freed (found by the
-            // fuzz-certificate target). Such a chain cannot be used anyway: refuse it first.
+            // GnuTLS 3.7.9's gnutls_certificate_set_x509_key accepts a chain certificate whose public key it cannot
+            // use (an unknown algorithm, an unsupported curve), and the key pair it then stores is never freed
+            // (found by the fuzz-certificate target). Such a chain cannot be used anyway: refuse it first.
             guard gnutls_x509_crt_get_pk_algorithm(handle.crt, nil) > 0 else {
                 throw TLSError.configuration(
                     "certificate \(index + 1) in \(chainSource) has a public-key algorithm GnuTLS does not support")
+            }
+            var publicKey: gnutls_pubkey_t?
+            guard gnutls_pubkey_init(&publicKey) == 0, let publicKey else {
+                throw TLSError.configuration("cannot allocate a public key")
+            }
+            let imported = gnutls_pubkey_import_x509(publicKey, handle.crt, 0)
+            gnutls_pubkey_deinit(publicKey)
+            guard imported == 0 else {
+                throw TLSError.configuration(
+                    "certificate \(index + 1) in \(chainSource) has a public key GnuTLS cannot use "
+                        + "(for example an unsupported curve)", code: imported)
             }
             handles.append(handle)
         }

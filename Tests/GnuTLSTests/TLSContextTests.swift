@@ -70,6 +70,21 @@ import Testing
             "\(String(describing: error))")
     }
 
+    @Test func aChainCertificateWithAnUnsupportedCurveIsRefused() throws {
+        // The leaf's prime256v1 (1.2.840.10045.3.1.7) made prime239v1 (...3.1.4), which GnuTLS does not support.
+        var leaf = pki.server.certificate.derBytes
+        let prime256v1: [UInt8] = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07]
+        let at = try #require(
+            (0...(leaf.count - prime256v1.count)).first { Array(leaf[$0..<($0 + prime256v1.count)]) == prime256v1 })
+        leaf[at + 9] = 0x04
+        let chain = [try Certificate(derBytes: leaf), pki.ca.certificate]
+        let error = configurationError(.server(identity: .certificates(chain, privateKey: pki.server.privateKey)))
+        #expect(
+            error?.reason == "certificate 1 in the certificate chain has a public key GnuTLS cannot use "
+                + "(for example an unsupported curve)",
+            "\(String(describing: error))")
+    }
+
     @Test func filesWrittenByTheLibraryLoadBack() throws {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
