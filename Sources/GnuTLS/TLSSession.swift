@@ -144,7 +144,7 @@ public final class TLSSession {
             // The name is not checked, the purpose is: a client certificate does not make a server.
             verifyPeer(with: context.sharedPeerVerification)
         case .insecureNoVerification:
-            break
+            if context.hasOwnPeerChecks { gnutls_session_set_verify_function(session, tlsSessionVerifyPeer) }
         }
         if configuration.sessionTickets {
             gnutls_handshake_set_hook_function(
@@ -156,10 +156,17 @@ public final class TLSSession {
     /// Has GnuTLS verify the peer's certificate during the handshake: its chain, its key purpose (as
     /// `openssl s_server -Verify` and OpenSSL clients do; a certificate without extended key usage passes)
     /// and, when given, the name.
+    ///
+    /// With checks of the library's own on top (pins, a required OCSP staple, the application's check), our
+    /// verify callback runs GnuTLS's verification with the same data and then those checks.
     private func verifyPeer(with verification: PeerVerification?) {
         guard let verification else { preconditionFailure("the context made no verification data for this role") }
         peerVerification = verification
-        verification.install(on: session)
+        if context.hasOwnPeerChecks {
+            gnutls_session_set_verify_function(session, tlsSessionVerifyPeer)
+        } else {
+            verification.install(on: session)
+        }
     }
 
     private func configureServer() {
@@ -174,21 +181,23 @@ public final class TLSSession {
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_IGNORE)
         case .requestWithoutVerification:
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUEST)
+            if context.hasOwnPeerChecks { gnutls_session_set_verify_function(session, tlsSessionVerifyPeer) }
         case .requireAnyWithoutVerification:
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE)
+            if context.hasOwnPeerChecks { gnutls_session_set_verify_function(session, tlsSessionVerifyPeer) }
         case .verifyIfGiven:
             // gnutls_session_set_verify_cert2 would refuse a client that sends nothing; verify only what is
             // sent, against the same typed data.
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUEST)
             peerVerification = context.sharedPeerVerification
-            gnutls_session_set_verify_function(session, tlsSessionVerifyIfGiven)
+            gnutls_session_set_verify_function(session, tlsSessionVerifyPeer)
         case .requireAndVerify:
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE)
             verifyPeer(with: context.sharedPeerVerification)
         }
-        // The CertificateRequest names no CAs: a GnuTLS client would otherwise withhold a certificate whose
-        // issuer is not listed, and a refusal would read "no certificate" instead of "untrusted issuer".
-        gnutls_certificate_send_x509_rdn_sequence(session, 1)
+        // By default the CertificateRequest names no CAs: a GnuTLS client would otherwise withhold a certificate
+        // whose issuer is not listed, and a refusal would read "no certificate" instead of "untrusted issuer".
+        gnutls_certificate_send_x509_rdn_sequence(session, configuration.sendsCertificateAuthorityNames ? 0 : 1)
     }
 
     // MARK: - Bytes in and out
@@ -306,9 +315,61 @@ public final class TLSSession {
     /// Whether the ClientHello offered no protocol version this server accepts (set by the hello hook).
     var clientOffersNoAcceptableVersion = false
 
-    /// The result recorded by our own verify callback (verify-if-given), read by `fail`: GnuTLS's return code
-    /// and, when it is 0, the status bits.
+    /// The result recorded by our own verify callback, read by `fail`: GnuTLS's return code and, when it is 0,
+    /// the status bits.
     var callbackVerifyResult: (code: Int32, status: UInt32)?
+    /// A refusal by one of the checks our verify callback makes after GnuTLS's (a pin, a required staple, the
+    /// application's check), read by `fail`.
+    var callbackFailure: TLSError?
+
+    /// Our verify callback: GnuTLS's verification (when the peer is verified), then the pins, the required
+    /// OCSP staple and the application's check. Returns 0 to go on, or the code that ends the handshake.
+    func verifyInCallback() -> Int32 {
+        let configuration = context.configuration
+        var count: UInt32 = 0
+        let sent = gnutls_certificate_get_peers(session, &count) != nil && count > 0
+        if let verification = peerVerification, sent {
+            let result = verification.verifyPeer(of: session)
+            guard result.code == 0 && result.status == 0 else {
+                callbackVerifyResult = result
+                return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR
+            }
+        }
+        let whose = configuration.role == .client ? "server" : "client"
+        func refuse(_ reason: VerificationFailure.Reason, chain: [Certificate]) -> Int32 {
+            let failure = VerificationFailure(
+                reasons: [reason], checkedName: peerVerification?.name,
+                certificateNames: chain.first?.names ?? [], status: 0)
+            callbackFailure = TLSError(
+                kind: .verification, code: GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR,
+                codeName: TLSError.name(of: GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR),
+                reason: "handshake failed: the \(whose)'s certificate was refused: \(failure)", verification: failure)
+            return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR
+        }
+        if configuration.role == .client && configuration.requiresOCSPStaple
+            && gnutls_ocsp_status_request_is_checked(session, 0) == 0
+        {
+            return refuse(.ocspStapleMissing(certificateRequiresIt: false), chain: peerCertificates)
+        }
+        if !configuration.pinnedPublicKeys.isEmpty, sent {
+            let chain = peerCertificates
+            let presented = chain.first.map(PublicKeyPin.init(certificate:))
+            if let presented, !configuration.pinnedPublicKeys.contains(presented) {
+                return refuse(.publicKeyNotPinned(presented: presented, expected: configuration.pinnedPublicKeys), chain: chain)
+            }
+        }
+        if let check = configuration.peerCheck {
+            let chain = sent ? peerCertificates : []
+            if case .reject(let reason) = check(chain) {
+                callbackFailure = TLSError(
+                    kind: .rejectedByApplication, code: GNUTLS_E_CERTIFICATE_ERROR,
+                    codeName: TLSError.name(of: GNUTLS_E_CERTIFICATE_ERROR),
+                    reason: "handshake failed: the application refused the \(whose)'s certificate: \(reason)")
+                return GNUTLS_E_CERTIFICATE_ERROR
+            }
+        }
+        return 0
+    }
 
     /// GnuTLS's verdict on the peer's certificate, after `rc` ended the handshake: the return code of the
     /// verification (negative: it could not be done) and, when that is 0, the status bits.
