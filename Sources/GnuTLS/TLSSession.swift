@@ -37,6 +37,21 @@ public final class TLSSession {
         case complete
         /// The session needs more bytes from the peer. Send the pending output first.
         case needsInput
+        /// The client's hello has arrived and the server's context selector must choose the context for it
+        /// (servers with ``TLSConfiguration/contextSelector``). Answer with ``TLSSession/selectContext(_:)`` or
+        /// ``TLSSession/failContextSelection(_:)``, then call ``TLSSession/handshake()`` again; until then it
+        /// returns ``needsInput``.
+        case needsContext(ClientHelloInfo)
+    }
+
+    /// Where a server with a context selector stands with it.
+    enum ContextSelection {
+        /// No selector, or the selection is made.
+        case none
+        /// The ClientHello has not been read yet.
+        case waitingForHello
+        /// The selector has been asked about this hello.
+        case asked(ClientHelloInfo)
     }
 
     /// The outcome of ``read(into:)``.
@@ -49,8 +64,11 @@ public final class TLSSession {
         case closed
     }
 
-    /// The context this session was made from.
-    public let context: TLSContext
+    /// The context this session uses: the one it was made from or, on a server with a context selector, the
+    /// one selected for it (see ``selectContext(_:)``).
+    // Changed only before GnuTLS reads the first byte, never during a call into GnuTLS: no dynamic exclusivity
+    // checks.
+    @exclusivity(unchecked) public private(set) var context: TLSContext
     /// The name sent as SNI and checked against the server's certificate (clients), if any.
     public let serverName: String?
     // Read on every call and never held across a call into GnuTLS (whose callbacks do not touch it): no dynamic
@@ -69,6 +87,8 @@ public final class TLSSession {
     // Set while the session is configured, then only read (never across a call that could set it): no dynamic
     // exclusivity checks.
     @exclusivity(unchecked) private(set) var peerVerification: PeerVerification?
+    /// The context selection, for servers with a selector.
+    private var contextSelection = ContextSelection.none
     /// Whether a TLS 1.3 session ticket arrived (set by the ticket hook, read by ``resumptionData``).
     private(set) var receivedTicket = false
 
@@ -99,17 +119,96 @@ public final class TLSSession {
         gnutls_transport_set_pull_function(session, tlsSessionPull)
         gnutls_transport_set_pull_timeout_function(session, tlsSessionPullTimeout)
 
-        if configuration.applicationProtocols.count > 0 {
-            let alpnFlags = isClient ? 0 : UInt32(GNUTLS_ALPN_SERVER_PRECEDENCE.rawValue | GNUTLS_ALPN_MANDATORY.rawValue)
-            let alpn = context.applicationProtocols
-            rc = gnutls_alpn_set_protocols(session, alpn.datums.baseAddress, UInt32(alpn.count), alpnFlags)
-            try check(rc, "cannot set ALPN protocols")
-        }
+        if configuration.applicationProtocols.count > 0 { try configureApplicationProtocols() }
 
         if isClient {
             try configureClient(serverName: serverName)
         } else {
             configureServer()
+            if configuration.contextSelector != nil { contextSelection = .waitingForHello }
+        }
+    }
+
+    private func configureApplicationProtocols() throws(TLSError) {
+        let isClient = context.role == .client
+        let alpnFlags = isClient ? 0 : UInt32(GNUTLS_ALPN_SERVER_PRECEDENCE.rawValue | GNUTLS_ALPN_MANDATORY.rawValue)
+        let alpn = context.applicationProtocols
+        let rc = gnutls_alpn_set_protocols(session, alpn.datums.baseAddress, UInt32(alpn.count), alpnFlags)
+        try check(rc, "cannot set ALPN protocols")
+    }
+
+    /// Gives a server session the context its selector chose (nil: go on with the one it has), after
+    /// ``handshake()`` returned ``HandshakeStatus/needsContext(_:)``. Everything the context holds applies to
+    /// this connection: certificates, trust for client certificates, policy, ALPN, client authentication,
+    /// session tickets. Only the selector itself is not consulted again.
+    ///
+    /// Part of the sans-I/O API.
+    ///
+    /// - Throws: ``TLSError`` of kind ``TLSError/Kind/invalidState`` when no selection is pending, or
+    ///   ``TLSError/Kind/contextSelectionFailed`` (after failing the session) for a client context.
+    public func selectContext(_ selected: TLSContext?) throws(TLSError) {
+        guard case .asked = contextSelection else {
+            throw TLSError.invalidState("no context selection is pending for this session")
+        }
+        contextSelection = .none
+        guard let selected, selected !== context else { return }
+        guard selected.role == .server else {
+            let error = TLSError(
+                kind: .contextSelectionFailed, reason: "handshake failed: the context selector chose a client context")
+            failContextSelection(error)
+            throw error
+        }
+        let hadProtocols = context.applicationProtocols.count > 0
+        context = selected
+        peerVerification = nil
+        do {
+            try check(gnutls_priority_set(session, selected.priority.handle), "cannot apply the priority string")
+            let credentials = UnsafeMutableRawPointer(selected.credentials.handle)
+            try check(gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, credentials), "cannot attach credentials")
+            if hadProtocols || selected.applicationProtocols.count > 0 { try configureApplicationProtocols() }
+        } catch {
+            abort(error)
+            throw error
+        }
+        configureServer()
+    }
+
+    /// Ends a server session whose context selector failed: a `handshake_failure` alert for the client, and the
+    /// session fails with an error of kind ``TLSError/Kind/contextSelectionFailed`` saying why.
+    ///
+    /// Part of the sans-I/O API.
+    public func failContextSelection(_ reason: any Error) {
+        let error: TLSError
+        if let tlsError = reason as? TLSError, tlsError.kind == .contextSelectionFailed {
+            error = tlsError
+        } else {
+            let words = (reason as? TLSError)?.reason ?? String(describing: reason)
+            error = TLSError(
+                kind: .contextSelectionFailed, reason: "handshake failed: the context selector failed: \(words)")
+        }
+        contextSelection = .none
+        abort(error)
+    }
+
+    /// For a server with a selector that has not chosen yet: whether the hello is there to ask about.
+    private func peekClientHello() -> HandshakeStatus? {
+        switch contextSelection {
+        case .none: return nil
+        case .asked: return HandshakeStatus.needsInput
+        case .waitingForHello: break
+        }
+        io.pointee.keepBorrowedInput()
+        switch ClientHelloPeek.parse(io.pointee.inbound.bytes) {
+        case .incomplete:
+            // An input that ended is GnuTLS's to report.
+            if io.pointee.inboundEnded { contextSelection = .none; return nil }
+            return .needsInput
+        case .notAHello:
+            contextSelection = .none
+            return nil
+        case .hello(let hello):
+            contextSelection = .asked(hello)
+            return .needsContext(hello)
         }
     }
 
@@ -403,6 +502,7 @@ public final class TLSSession {
         case .failed(let error): throw error
         default: return .complete
         }
+        if let status = peekClientHello() { return status }
         var retries = 0
         while true {
             let before = bufferedInputCount
