@@ -52,7 +52,13 @@ public final class TLSContext: @unchecked Sendable {
     /// Builds a context.
     ///
     /// - Throws: ``TLSError`` of kind ``TLSError/Kind/configuration`` naming what is wrong.
-    public init(configuration: TLSConfiguration) throws(TLSError) {
+    public convenience init(configuration: TLSConfiguration) throws(TLSError) {
+        try self.init(configuration: configuration, replacing: nil)
+    }
+
+    /// Builds a context that takes over from `previous` (a reload): it keeps the previous context's generated
+    /// session-ticket key, so that tickets issued before the reload still resume.
+    init(configuration: TLSConfiguration, replacing previous: TLSContext?) throws(TLSError) {
         self.configuration = configuration
         let protocols = configuration.applicationProtocols
         guard protocols.count <= 8 else {
@@ -81,7 +87,11 @@ public final class TLSContext: @unchecked Sendable {
         applicationProtocols = ApplicationProtocolList(protocols)
         enabledVersions = versions.sorted { $0.wireValue > $1.wireValue }
         enabledVersionBits = versions.reduce(0) { $0 | ClientHelloVersions.bit($1.wireValue) }
-        ticketKey = configuration.role == .server && configuration.sessionTickets ? try SessionTicketKey() : nil
+        if configuration.role == .server && configuration.sessionTickets {
+            if let carried = previous?.ticketKey { ticketKey = carried } else { ticketKey = try SessionTicketKey() }
+        } else {
+            ticketKey = nil
+        }
 
         switch (configuration.role, configuration.clientAuthentication, configuration.certificateVerification) {
         case (.server, .verifyIfGiven, _), (.server, .requireAndVerify, _):

@@ -79,6 +79,13 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
         }
     }
 
+    /// Derives keying material from the connection's TLS secrets (RFC 5705, RFC 8446 section 7.5); see
+    /// ``TLSSession/exportKeyingMaterial(label:context:count:)``. Call it on the channel's event loop, once the
+    /// handshake has completed.
+    public func exportKeyingMaterial(label: String, context: [UInt8]? = nil, count: Int) throws(TLSError) -> [UInt8] {
+        try session.exportKeyingMaterial(label: label, context: context, count: count)
+    }
+
     /// Creates a handler for one connection.
     ///
     /// - Parameters:

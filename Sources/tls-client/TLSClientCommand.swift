@@ -34,11 +34,29 @@ struct TLSClientCommand: AsyncParsableCommand {
     @Flag(help: "Print the negotiated version, cipher suite, ALPN, the server's certificates and the verification result.")
     var verbose = false
     @Option(help: "Seconds to wait for the connection, handshake and response.") var timeout = 10
+    @Option(
+        help: "Pin the server's public key, as curl: sha256//BASE64[;sha256//BASE64...] (checked on top of verification).")
+    var pinnedpubkey: String?
+    @Flag(help: "Require a valid stapled OCSP response (a must-staple certificate always requires one).")
+    var ocsp = false
+    @Option(help: "Print keying material exported with this label (RFC 5705), as 'Keying material: HEX'.")
+    var keymatexport: String?
+    @Option(help: "Bytes of keying material to export with --keymatexport.") var keymatexportlen = 20
 
     func validate() throws {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1 to 65535, not \(port)") }
         if (cert == nil) != (key == nil) { throw ValidationError("--cert and --key go together") }
         guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 s") }
+        guard (1...65536).contains(keymatexportlen) else {
+            throw ValidationError("--keymatexportlen must be 1 to 65536, not \(keymatexportlen)")
+        }
+        if let pinnedpubkey {
+            do {
+                _ = try PublicKeyPin.parseList(pinnedpubkey)
+            } catch {
+                throw ValidationError("--pinnedpubkey: \(error.reason)")
+            }
+        }
     }
 
     func run() async throws {
@@ -61,13 +79,17 @@ struct TLSClientCommand: AsyncParsableCommand {
     }
 
     func configuration() -> TLSConfiguration {
-        .client(
+        var configuration = TLSConfiguration.client(
             serverName: servername ?? host,
             trustRoots: cafile.map { .file($0) } ?? .system,
             verification: insecure ? .insecureNoVerification : .full,
             identity: cert.map { .files(certificateChain: $0, privateKey: key ?? "") },
             policy: priority.map { .custom($0) } ?? .intermediate,
             applicationProtocols: alpn.map { $0.split(separator: ",").map(String.init) } ?? [])
+        // Validated in validate().
+        configuration.pinnedPublicKeys = pinnedpubkey.flatMap { try? PublicKeyPin.parseList($0) } ?? []
+        configuration.requiresOCSPStaple = ocsp
+        return configuration
     }
 
     /// Connects, sends, and prints what comes back.
@@ -79,6 +101,10 @@ struct TLSClientCommand: AsyncParsableCommand {
         ) { connection in
             let info = connection.info
             if verbose { printDetails(info, output: output) }
+            if let keymatexport {
+                let material = try await connection.exportKeyingMaterial(label: keymatexport, count: keymatexportlen)
+                output.line("Keying material: \(material.map { String(format: "%02X", $0) }.joined())")
+            }
             if stream {
                 try await streamStandardIO(connection, output: output)
                 return
@@ -151,6 +177,15 @@ struct TLSClientCommand: AsyncParsableCommand {
                 lines.append("  names \(certificate.alternativeNames.map(\.description).joined(separator: ", "))")
             }
             lines.append("  public key SHA-256 \(certificate.publicKeySHA256Hex)")
+        }
+        if let staple = info.stapledOCSPResponse {
+            lines.append("OCSP staple: \(staple)")
+        } else {
+            lines.append("OCSP staple: none")
+        }
+        if let pinnedpubkey {
+            let presented = info.peerCertificates.first.map { PublicKeyPin(certificate: $0).description } ?? "none"
+            lines.append("Public-key pin: matched \(presented) (pins: \(pinnedpubkey))")
         }
         let name = servername ?? host
         lines.append(

@@ -18,7 +18,9 @@ struct TLSServerCommand: ParsableCommand {
             Each connection: prints 'Connection from ADDR', reads the client's message, prints 'Received: MESSAGE', \
             sends the same bytes back, sends close_notify and closes. With --stream it echoes everything until the \
             client closes. On first run, with the default --cert/--key and no files there, it creates a development \
-            CA and server certificate under certs/ (testing only).
+            CA and server certificate under certs/ (testing only). SIGHUP rereads every certificate, key, --cafile \
+            and OCSP response: new connections get them, connections in flight keep theirs; a reload that fails \
+            keeps the previous ones and says why.
             """)
 
     static let defaultCertificate = "certs/server.crt"
@@ -26,8 +28,19 @@ struct TLSServerCommand: ParsableCommand {
 
     @Option(help: "Address to listen on; 'localhost' listens on 127.0.0.1 and ::1.") var host = "localhost"
     @Option(help: "TCP port; 0 picks any free port.") var port = 4443
-    @Option(help: "PEM certificate chain, leaf first.") var cert = TLSServerCommand.defaultCertificate
-    @Option(help: "PEM private key.") var key = TLSServerCommand.defaultKey
+    @Option(
+        help: ArgumentHelp(
+            "PEM certificate chain, leaf first, or a pkcs11: URL (default: \(TLSServerCommand.defaultCertificate)).",
+            discussion: "Repeat --cert and --key in pairs to serve several certificates: the one whose names match the "
+                + "client's SNI (and whose key suits its signature algorithms) is served, the first one otherwise."))
+    var cert: [String] = []
+    @Option(
+        help: ArgumentHelp(
+            "PEM private key for the --cert in the same position, or a pkcs11: URL (RFC 7512; the PIN in "
+                + "?pin-value= or ?pin-source=) (default: \(TLSServerCommand.defaultKey))."))
+    var key: [String] = []
+    @Option(help: "DER OCSP response to staple for the --cert in the same position (repeatable; reread on SIGHUP).")
+    var ocspResponse: [String] = []
     @Option(help: "PEM trust anchors for client certificates.") var cafile: String?
     @Option(help: "Client-certificate policy: none, optional (verified if sent) or required.")
     var verifyClient: ClientPolicy = .none
@@ -46,7 +59,20 @@ struct TLSServerCommand: ParsableCommand {
         case none, optional, required
     }
 
+    /// The certificate files (or URLs), the default one when none is given.
+    var certificates: [String] { cert.isEmpty ? [Self.defaultCertificate] : cert }
+    /// The keys, in the same order.
+    var keys: [String] { key.isEmpty ? [Self.defaultKey] : key }
+
     func validate() throws {
+        guard cert.count == key.count else {
+            throw ValidationError(
+                "--cert and --key go in pairs: \(cert.count) --cert and \(key.count) --key given")
+        }
+        guard ocspResponse.count <= certificates.count else {
+            throw ValidationError(
+                "--ocsp-response is given \(ocspResponse.count) times for \(certificates.count) certificates")
+        }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535, not \(port)") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
@@ -67,15 +93,15 @@ struct TLSServerCommand: ParsableCommand {
             output.error("Error: --verify-client \(verifyClient.rawValue) needs --cafile with the CAs that issue client certificates")
             throw ExitCode.failure
         }
-        let context: TLSContext
+        let contexts: ReloadableTLSContext
         do {
             try makeDevelopmentCertificatesIfNeeded(output)
-            context = try TLSContext(configuration: configuration())
+            contexts = try ReloadableTLSContext(configuration: configuration())
         } catch let error as TLSError {
             output.error("Error: \(error.reason)")
             throw ExitCode.failure
         }
-        warnIfOthersCanReadKey(key, output: output)
+        for path in keys where !path.hasPrefix("pkcs11:") { warnIfOthersCanReadKey(path, output: output) }
 
         // Blocked once start-up I/O is done (a signal must still stop a read that hangs) and before any thread
         // starts, so every event-loop thread inherits the mask and only sigwait sees them.
@@ -83,7 +109,7 @@ struct TLSServerCommand: ParsableCommand {
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads ?? System.coreCount)
         let server = EchoServer(
-            context: context, group: group, output: output, stream: stream, quiet: quiet,
+            contexts: contexts, group: group, output: output, stream: stream, quiet: quiet,
             maxConnections: maxConnections, idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9)),
             handshakeTimeout: .nanoseconds(Int64(handshakeTimeout * 1e9)))
         do {
@@ -95,7 +121,16 @@ struct TLSServerCommand: ParsableCommand {
             throw ExitCode.failure
         }
 
-        signals.wait()
+        // SIGHUP rereads every file; SIGINT and SIGTERM stop.
+        while signals.wait() == SIGHUP {
+            do {
+                let context = try contexts.reload()
+                let count = context.certificateChains.count
+                output.line("tls-server: reloaded \(count) certificate\(count == 1 ? "" : "s")")
+            } catch {
+                output.line("tls-server: reload failed: \(error.reason); keeping the previous certificates")
+            }
+        }
         output.line("tls-server: shutting down")
         server.shutdown()
     }
@@ -108,8 +143,15 @@ struct TLSServerCommand: ParsableCommand {
         case .optional: clientAuthentication = .verifyIfGiven
         case .required: clientAuthentication = .requireAndVerify
         }
+        let identities = zip(certificates, keys).enumerated().map { index, pair in
+            let (chain, key) = pair
+            return TLSConfiguration.Identity(
+                certificateChain: chain.hasPrefix("pkcs11:") ? .pkcs11(url: chain) : .file(chain),
+                privateKey: key.hasPrefix("pkcs11:") ? .pkcs11(url: key, pin: nil) : .file(key, password: nil),
+                ocspResponse: index < ocspResponse.count ? .file(ocspResponse[index]) : nil)
+        }
         return .server(
-            identity: .files(certificateChain: cert, privateKey: key),
+            identities: identities,
             clientAuthentication: clientAuthentication,
             trustRoots: cafile.map { .file($0) } ?? .system,
             policy: priority.map { .custom($0) } ?? .intermediate,
@@ -119,7 +161,9 @@ struct TLSServerCommand: ParsableCommand {
     /// First run: with the default --cert/--key and neither file present, create a development CA and a server
     /// certificate for localhost, 127.0.0.1 and ::1 under certs/.
     func makeDevelopmentCertificatesIfNeeded(_ output: ConsoleOutput) throws {
-        guard cert == Self.defaultCertificate && key == Self.defaultKey else { return }
+        guard cert.isEmpty && key.isEmpty else { return }
+        let cert = Self.defaultCertificate
+        let key = Self.defaultKey
         let manager = FileManager.default
         let haveCertificate = manager.fileExists(atPath: cert)
         let haveKey = manager.fileExists(atPath: key)
@@ -147,7 +191,7 @@ struct TLSServerCommand: ParsableCommand {
     }
 }
 
-/// SIGINT and SIGTERM, blocked in every thread and taken by the main thread with sigwait; SIGPIPE ignored.
+/// SIGINT, SIGTERM and SIGHUP, blocked in every thread and taken by the main thread with sigwait; SIGPIPE ignored.
 struct TerminationSignals {
     private var set = sigset_t()
 
@@ -157,14 +201,16 @@ struct TerminationSignals {
         sigemptyset(&signals.set)
         sigaddset(&signals.set, SIGINT)
         sigaddset(&signals.set, SIGTERM)
+        sigaddset(&signals.set, SIGHUP)
         pthread_sigmask(SIG_BLOCK, &signals.set, nil)
         return signals
     }
 
-    /// Returns when SIGINT or SIGTERM arrives.
-    func wait() {
+    /// Returns the signal when SIGINT, SIGTERM or SIGHUP arrives.
+    func wait() -> Int32 {
         var set = self.set
         var number: Int32 = 0
         while sigwait(&set, &number) != 0 {}
+        return number
     }
 }
