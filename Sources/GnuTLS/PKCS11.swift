@@ -129,7 +129,7 @@ enum PKCS11 {
             return "the PIN is wrong"
         case GNUTLS_E_PKCS11_PIN_LOCKED: return "the token's PIN is locked"
         case GNUTLS_E_PKCS11_PIN_EXPIRED: return "the token's PIN has expired"
-        case GNUTLS_E_PKCS11_REQUESTED_OBJECT_NOT_AVAILBLE:
+        case GNUTLS_E_PKCS11_REQUESTED_OBJECT_NOT_AVAILBLE, GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE:
             return "no such object in any token (check the token and object names, and that a PIN is given for a private key)"
         case GNUTLS_E_PKCS11_TOKEN_ERROR, GNUTLS_E_PKCS11_SLOT_ERROR:
             return "the token is not available"
