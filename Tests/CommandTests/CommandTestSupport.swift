@@ -185,10 +185,15 @@ final class ChildProcess: @unchecked Sendable {
     /// Starts `tool` from the bin directory with `arguments`, in `directory` (default: the test's cwd).
     /// With `input`, those bytes are written to its standard input on a thread of their own, then it is closed;
     /// without, standard input is /dev/null.
-    /// `environment` adds to (or overrides) the test process's environment.
+    /// Standard input left open for the child's lifetime (`holdingInputOpen`), for peers that stop at its end.
+    private var heldInput: Pipe?
+
+    /// `environment` adds to (or overrides) the test process's environment. `holdingInputOpen`: standard input is
+    /// a pipe nobody writes to and that stays open until the child goes (openssl s_server ends a connection at
+    /// the end of its input).
     init(
         _ tool: String, _ arguments: [String], directory: URL? = nil, input: Data? = nil,
-        environment: [String: String] = [:]
+        environment: [String: String] = [:], holdingInputOpen: Bool = false
     ) throws {
         _ = ignoreSIGPIPE
         self.tool = tool
@@ -205,7 +210,13 @@ final class ChildProcess: @unchecked Sendable {
         let inPipe = input.map { _ in Pipe() }
         process.standardOutput = outPipe
         process.standardError = errPipe
-        process.standardInput = inPipe ?? FileHandle.nullDevice
+        if holdingInputOpen {
+            let held = Pipe()
+            heldInput = held
+            process.standardInput = held
+        } else {
+            process.standardInput = inPipe ?? FileHandle.nullDevice
+        }
         try process.run()
         stdout = OutputCollector(reading: outPipe.fileHandleForReading, name: "\(tool) stdout")
         stderr = OutputCollector(reading: errPipe.fileHandleForReading, name: "\(tool) stderr")
