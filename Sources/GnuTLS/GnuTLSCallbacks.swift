@@ -88,3 +88,21 @@ func tlsSessionClientHelloHook(
     }
     return 0
 }
+
+/// Hands each secret GnuTLS derives to the context's key log as an NSS key log line:
+/// `LABEL CLIENT_RANDOM_HEX SECRET_HEX`.
+func tlsSessionKeyLog(
+    _ session: gnutls_session_t?, _ label: UnsafePointer<CChar>?, _ secret: UnsafePointer<gnutls_datum_t>?
+) -> Int32 {
+    guard let session, let label, let secret, let data = secret.pointee.data, let owner = owner(of: session),
+        let keyLog = owner.context.keyLog
+    else { return 0 }
+    var client = gnutls_datum_t()
+    var server = gnutls_datum_t()
+    gnutls_session_get_random(session, &client, &server)
+    guard let random = client.data else { return 0 }
+    let clientRandom = Hex.encode(UnsafeBufferPointer(start: random, count: Int(client.size)))
+    let secretHex = Hex.encode(UnsafeBufferPointer(start: data, count: Int(secret.pointee.size)))
+    keyLog("\(String(cString: label)) \(clientRandom) \(secretHex)")
+    return 0
+}

@@ -98,6 +98,9 @@ public final class TLSSession {
         gnutls_transport_set_vec_push_function(session, tlsSessionVecPush)
         gnutls_transport_set_pull_function(session, tlsSessionPull)
         gnutls_transport_set_pull_timeout_function(session, tlsSessionPullTimeout)
+        if context.keyLog != nil {
+            gnutls_session_set_keylog_function(session, tlsSessionKeyLog)
+        }
 
         if configuration.applicationProtocols.count > 0 {
             let alpnFlags = isClient ? 0 : UInt32(GNUTLS_ALPN_SERVER_PRECEDENCE.rawValue | GNUTLS_ALPN_MANDATORY.rawValue)
