@@ -69,7 +69,10 @@ public func describe(_ error: any Error) -> String {
     if let error = error as? NIOConnectionError {
         let causes = error.connectionErrors.map { describe($0.error) }
         if let first = causes.first { return Set(causes).count == 1 ? first : causes.joined(separator: "; ") }
-        if let dns = error.dnsAError ?? error.dnsAAAAError { return "cannot resolve the host name: \(dns)" }
+        if let dns = error.dnsAError ?? error.dnsAAAAError {
+            let text = describe(dns)
+            return text.hasPrefix("cannot resolve") ? text : "cannot resolve the host name: \(text)"
+        }
         return "cannot connect"
     }
     if let error = error as? IOError { return errnoDescription(error.errnoCode) }
@@ -95,7 +98,7 @@ public func describe(_ error: any Error) -> String {
     }
     if let error = error as? SocketAddressError.UnknownHost {
         // NIO's own description starts with its type name.
-        return "cannot resolve the host name '\(error.host)': \(error.errorDescription)"
+        return "cannot resolve the host name '\(error.host)': \(error.errorDescription.lowercased())"
     }
     if error is SocketAddressError.FailedToParseIPByteBuffer { return "the address is not an IP address" }
     if error is CancellationError { return "cancelled" }
