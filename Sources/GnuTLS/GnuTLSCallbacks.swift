@@ -54,11 +54,24 @@ private func owner(of session: gnutls_session_t) -> TLSSession? {
     return Unmanaged<TLSSession>.fromOpaque(pointer).takeUnretainedValue()
 }
 
-func tlsSessionTicketHook(
+/// A client's hook, after each handshake message (GnuTLS keeps one hook per session): notes session tickets, and
+/// whether the server acknowledged SNI.
+func tlsSessionClientHook(
     _ session: gnutls_session_t?, _ htype: UInt32, _ when: UInt32, _ incoming: UInt32, _ message: UnsafePointer<gnutls_datum_t>?
 ) -> Int32 {
-    guard let session else { return 0 }
-    owner(of: session)?.noteTicket()
+    guard let session, incoming != 0, let owner = owner(of: session) else { return 0 }
+    switch htype {
+    case GNUTLS_HANDSHAKE_NEW_SESSION_TICKET.rawValue:
+        owner.noteTicket()
+    case GNUTLS_HANDSHAKE_SERVER_HELLO.rawValue, GNUTLS_HANDSHAKE_ENCRYPTED_EXTENSIONS.rawValue:
+        guard let message, let data = message.pointee.data else { return 0 }
+        let body = UnsafeRawBufferPointer(start: data, count: Int(message.pointee.size))
+        let acknowledged = htype == GNUTLS_HANDSHAKE_SERVER_HELLO.rawValue
+            ? ServerNameAcknowledgement.inServerHello(body) : ServerNameAcknowledgement.inEncryptedExtensions(body)
+        if acknowledged { owner.serverNameAcknowledged = true }
+    default:
+        break
+    }
     return 0
 }
 

@@ -149,11 +149,8 @@ public final class TLSSession {
         case .insecureNoVerification:
             break
         }
-        if configuration.sessionTickets {
-            gnutls_handshake_set_hook_function(
-                session, UInt32(GNUTLS_HANDSHAKE_NEW_SESSION_TICKET.rawValue), Int32(GNUTLS_HOOK_POST),
-                tlsSessionTicketHook)
-        }
+        // Every message (GNUTLS_HANDSHAKE_ANY): the hook notes tickets and the server's SNI acknowledgement.
+        gnutls_handshake_set_hook_function(session, UInt32.max, Int32(GNUTLS_HOOK_POST), tlsSessionClientHook)
     }
 
     /// Has GnuTLS verify the peer's certificate during the handshake: its chain, its key purpose (as
@@ -298,6 +295,10 @@ public final class TLSSession {
         io.pointee.inbound.releaseIfEmpty()
         io.pointee.outbound.releaseIfEmpty()
     }
+
+    /// Whether the server answered the SNI name this client sent with its own server_name extension (RFC 6066),
+    /// which says it used the name to choose its certificate. Clients only; false when no name was sent.
+    public internal(set) var serverNameAcknowledged = false
 
     /// Called by the ticket hook when a session ticket arrives.
     func noteTicket() { receivedTicket = true }

@@ -205,7 +205,9 @@ struct TLSClientCommand: AsyncParsableCommand {
 
     func printDetails(_ info: TLSHandshakeInfo, address: SocketAddress?, output: ConsoleOutput) {
         let name = servername ?? serverHost
-        let sni = isIPAddressLiteral(name) ? "not sent ('\(name)' is an IP address)" : "'\(name)'"
+        let sni = isIPAddressLiteral(name)
+            ? "not sent ('\(name)' is an IP address)"
+            : "'\(name)', \(info.serverNameAcknowledged ? "acknowledged" : "not acknowledged") by the server"
         var lines = [
             "Connected to address: \(address.map(Self.format) ?? "unknown")",
             "Protocol: \(info.version?.description ?? "unknown")",
