@@ -79,9 +79,6 @@ struct TLSClientCommand: AsyncParsableCommand {
         if let verifyDepth, !(1...16).contains(verifyDepth) {
             throw ValidationError("--verify-depth must be 1 to 16, not \(verifyDepth)")
         }
-        if insecure && (cafile != nil || capath != nil || !addCafile.isEmpty || !crlfile.isEmpty) {
-            throw ValidationError("--insecure verifies nothing: it cannot go with --cafile, --capath, --add-cafile or --crlfile")
-        }
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1 to 65535, not \(port)") }
         if (cert == nil) != (key == nil) { throw ValidationError("--cert and --key go together") }
         guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 s") }
@@ -93,6 +90,15 @@ struct TLSClientCommand: AsyncParsableCommand {
         if insecure {
             output.error(
                 "Warning: --insecure: the server's certificate is NOT verified; anyone on the path can impersonate it")
+            let unused = [
+                cafile.map { _ in "--cafile" }, capath.map { _ in "--capath" }, addCafile.isEmpty ? nil : "--add-cafile",
+                crlfile.isEmpty ? nil : "--crlfile", verifyDepth.map { _ in "--verify-depth" },
+            ].compactMap { $0 }
+            if !unused.isEmpty {
+                output.error(
+                    "Warning: \(unused.joined(separator: ", ")) with --insecure: nothing is verified, so "
+                        + "\(unused.count == 1 ? "it has" : "they have") no effect")
+            }
         }
         do {
             let keyLog = try keylogfile.map { path throws(TLSError) in try KeyLogFile(path: path) }

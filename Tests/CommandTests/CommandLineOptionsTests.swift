@@ -311,8 +311,8 @@ struct CommandLineOptionsTests {
                 == true, "\(server.transcript)")
     }
 
-    @Test("--cafile without --verify-client warns that it has no effect")
-    func cafileWithoutVerifyClientWarns() async throws {
+    @Test("Trust options that mean nothing warn: the server's without --verify-client, the client's with --insecure")
+    func meaninglessTrustOptionsWarn() async throws {
         let files = try TestFiles()
         let server = try await ServerProcess.start(
             files.serverArguments() + ["--cafile", files.path("ca.crt")], directory: files.url)
@@ -321,6 +321,13 @@ struct CommandLineOptionsTests {
             server.child.stderr.lines == [
                 "Warning: --cafile without --verify-client: client certificates are not asked for, so it has no effect"
             ], "\(server.transcript)")
+
+        let client = try await runClient(port: server.port, files: files, ["--insecure", "--verify-depth", "3"])
+        expectSuccessfulExchange(client)
+        #expect(
+            client.errorLines.last
+                == "Warning: --cafile, --verify-depth with --insecure: nothing is verified, so they have no effect",
+            "\(client)")
     }
 
     // MARK: Hosts
