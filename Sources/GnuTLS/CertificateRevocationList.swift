@@ -18,6 +18,31 @@ public struct CertificateRevocationList: Sendable, Hashable {
         public let serialNumber: String
         /// When it was revoked.
         public let revocationDate: Date
+        /// Why, when the CRL says (its entry's reasonCode extension).
+        public let reason: Reason?
+    }
+
+    /// Why a certificate was revoked (RFC 5280's CRLReason).
+    public enum Reason: Int, Sendable, Hashable, CustomStringConvertible {
+        case unspecified = 0, keyCompromise = 1, caCompromise = 2, affiliationChanged = 3, superseded = 4
+        case cessationOfOperation = 5, certificateHold = 6, removeFromCRL = 8, privilegeWithdrawn = 9
+        case aaCompromise = 10
+
+        /// The reason in words, for example `key compromise`.
+        public var description: String {
+            switch self {
+            case .unspecified: return "unspecified"
+            case .keyCompromise: return "key compromise"
+            case .caCompromise: return "CA compromise"
+            case .affiliationChanged: return "affiliation changed"
+            case .superseded: return "superseded"
+            case .cessationOfOperation: return "cessation of operation"
+            case .certificateHold: return "certificate hold"
+            case .removeFromCRL: return "remove from CRL"
+            case .privilegeWithdrawn: return "privilege withdrawn"
+            case .aaCompromise: return "AA compromise"
+            }
+        }
     }
 
     /// The DER encoding.
@@ -50,6 +75,8 @@ public struct CertificateRevocationList: Sendable, Hashable {
         let next = gnutls_x509_crl_get_next_update(crl)
         nextUpdate = next == -1 ? nil : Date(timeIntervalSince1970: TimeInterval(next))
         var entries: [Entry] = []
+        // GnuTLS gives no access to an entry's extensions: the reasons come from the DER itself.
+        let reasons = RevocationReasons.parse(der)
         let count = gnutls_x509_crl_get_crt_count(crl)
         if count > 0 {
             for index in 0..<UInt32(count) {
@@ -57,10 +84,11 @@ public struct CertificateRevocationList: Sendable, Hashable {
                 var size = serial.count
                 var time: time_t = 0
                 guard gnutls_x509_crl_get_crt_serial(crl, index, &serial, &size, &time) == 0 else { continue }
+                let hex = Hex.encode(serial.prefix(size))
                 entries.append(
                     Entry(
-                        serialNumber: Hex.encode(serial.prefix(size)),
-                        revocationDate: Date(timeIntervalSince1970: TimeInterval(time))))
+                        serialNumber: hex, revocationDate: Date(timeIntervalSince1970: TimeInterval(time)),
+                        reason: reasons[Self.normalized(hex)]))
             }
         }
         self.entries = entries
@@ -121,10 +149,70 @@ public struct CertificateRevocationList: Sendable, Hashable {
     }
 
     /// A serial number without leading zero bytes (DER may add one to keep the integer positive).
-    private static func normalized(_ hex: String) -> Substring {
+    static func normalized(_ hex: String) -> String {
         var text = Substring(hex)
         while text.count > 2 && text.hasPrefix("00") { text = text.dropFirst(2) }
-        return text
+        return String(text)
+    }
+}
+
+/// The reasonCode of each entry of a DER CRL, by normalized serial number. A bounds-checked walk over the DER:
+/// anything unexpected ends it, and the entries it did not reach simply have no reason.
+enum RevocationReasons {
+    static func parse(_ der: [UInt8]) -> [String: CertificateRevocationList.Reason] {
+        var reasons: [String: CertificateRevocationList.Reason] = [:]
+        guard let list = element(der[...]), list.tag == 0x30, let tbs = element(list.content), tbs.tag == 0x30
+        else { return reasons }
+        var rest = tbs.content
+        // version INTEGER OPTIONAL, signature, issuer, thisUpdate, nextUpdate OPTIONAL, revokedCertificates.
+        if let first = element(rest), first.tag == 0x02 { rest = first.rest }
+        for _ in 0..<2 {
+            guard let skipped = element(rest), skipped.tag == 0x30 else { return reasons }
+            rest = skipped.rest
+        }
+        while let time = element(rest), time.tag == 0x17 || time.tag == 0x18 { rest = time.rest }
+        guard let revoked = element(rest), revoked.tag == 0x30 else { return reasons }
+        var entries = revoked.content
+        while let entry = element(entries), entry.tag == 0x30 {
+            entries = entry.rest
+            guard let serial = element(entry.content), serial.tag == 0x02, let date = element(serial.rest),
+                let extensions = element(date.rest), extensions.tag == 0x30
+            else { continue }
+            var list = extensions.content
+            while let item = element(list), item.tag == 0x30 {
+                list = item.rest
+                guard let oid = element(item.content), oid.tag == 0x06, Array(oid.content) == [0x55, 0x1D, 0x15]
+                else { continue }
+                var value = oid.rest
+                if let critical = element(value), critical.tag == 0x01 { value = critical.rest }
+                guard let octets = element(value), octets.tag == 0x04, let code = element(octets.content),
+                    code.tag == 0x0A, code.content.count == 1, let byte = code.content.first,
+                    let reason = CertificateRevocationList.Reason(rawValue: Int(byte))
+                else { continue }
+                reasons[CertificateRevocationList.normalized(Hex.encode(serial.content))] = reason
+            }
+        }
+        return reasons
+    }
+
+    /// One DER element (short or long definite length, up to 4 length bytes): its tag, content and what follows.
+    static func element(_ bytes: ArraySlice<UInt8>) -> (tag: UInt8, content: ArraySlice<UInt8>, rest: ArraySlice<UInt8>)? {
+        guard bytes.count >= 2 else { return nil }
+        let start = bytes.startIndex
+        let tag = bytes[start]
+        let first = bytes[start + 1]
+        var length = 0
+        var offset = start + 2
+        if first < 0x80 {
+            length = Int(first)
+        } else {
+            let count = Int(first & 0x7f)
+            guard (1...4).contains(count), offset + count <= bytes.endIndex else { return nil }
+            for index in 0..<count { length = length << 8 | Int(bytes[offset + index]) }
+            offset += count
+        }
+        guard length <= bytes.endIndex - offset else { return nil }
+        return (tag, bytes[offset..<(offset + length)], bytes[(offset + length)...])
     }
 }
 

@@ -19,8 +19,8 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
         /// The certificate was revoked (by a CRL that could not be matched to it).
         case revoked
         /// A certificate of the chain was revoked on the given date, by a CRL of its issuer that lists its serial
-        /// number (hexadecimal).
-        case revokedOn(Date, serialNumber: String)
+        /// number (hexadecimal), for the reason the CRL gives, if it gives one.
+        case revokedOn(Date, serialNumber: String, reason: CertificateRevocationList.Reason?)
         /// The chain uses an algorithm considered insecure (for example SHA-1 or a short key).
         case insecureAlgorithm
         /// A signature in the chain does not verify.
@@ -50,8 +50,9 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
             case .selfSigned: return "certificate is self-signed and not trusted"
             case .hostnameMismatch: return "certificate does not match the requested name"
             case .revoked: return "certificate has been revoked"
-            case .revokedOn(let date, let serial):
+            case .revokedOn(let date, let serial, let reason):
                 return "certificate has been revoked: serial \(serial) was revoked on \(VerificationFailure.format(date))"
+                    + (reason.map { " (reason: \($0))" } ?? "")
             case .depthExceeded(let limit, let sent):
                 return "the chain is longer than the maximum verification depth of \(limit) "
                     + "(the peer sent \(sent) certificates)"
@@ -210,7 +211,8 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
                 revocationLists.lazy.compactMap { $0.entry(revoking: certificate) }.first
             }.first
             if let revoked {
-                reasons.append(.revokedOn(revoked.revocationDate, serialNumber: revoked.serialNumber))
+                reasons.append(
+                    .revokedOn(revoked.revocationDate, serialNumber: revoked.serialNumber, reason: revoked.reason))
             } else {
                 reasons.append(.revoked)
             }

@@ -110,6 +110,41 @@ struct CommandLineOptionsTests {
             try await runClient(port: server.port, files: files, ["--crlfile", files.path("other-crl.pem")]))
     }
 
+    @Test("A CRL from openssl ca with a reason code: the refusal names the reason too")
+    func revocationReasonFromOpenSSL() async throws {
+        let files = try TestFiles()
+        let leaf = try #require(try serverChain(files).first)
+        let database = files.path("index.txt")
+        try Data().write(to: URL(fileURLWithPath: database))
+        let config = files.path("ca.cnf")
+        try Data(
+            """
+            [ca]
+            default_ca = test
+            [test]
+            database = \(database)
+            certificate = \(files.path("ca.crt"))
+            private_key = \(files.path("ca.key"))
+            default_md = sha256
+            default_crl_days = 30
+
+            """.utf8
+        ).write(to: URL(fileURLWithPath: config))
+        let openssl = "/usr/bin/openssl"
+        let revoke = try await runTool(
+            openssl, ["ca", "-config", config, "-revoke", files.path("server.crt"), "-crl_reason", "keyCompromise"])
+        #expect(revoke.status == 0, "\(revoke)")
+        let generate = try await runTool(openssl, ["ca", "-config", config, "-gencrl", "-out", files.path("crl.pem")])
+        #expect(generate.status == 0, "\(generate)")
+
+        let server = try await ServerProcess.start(files.serverArguments(), directory: files.url)
+        defer { server.kill() }
+        let result = try await runClient(port: server.port, files: files, ["--crlfile", files.path("crl.pem")])
+        expectClientFailure(
+            result, mentioning: ["certificate has been revoked: serial \(leaf.serialNumber) was revoked on "])
+        #expect(result.errorLines.first?.hasSuffix("(reason: key compromise)") == true, "\(result)")
+    }
+
     @Test("Server --crlfile: a revoked client certificate is refused, and the line says this server refused it")
     func revokedClientIsRefused() async throws {
         let files = try TestFiles()

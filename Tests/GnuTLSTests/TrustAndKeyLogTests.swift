@@ -21,8 +21,30 @@ import Testing
         let pair = try SessionPair(client: client, server: pki.serverConfiguration())
         #expect(!pair.handshake())
         let reasons = pair.clientError?.verification?.reasons ?? []
-        #expect(reasons == [.revokedOn(revokedAt, serialNumber: pki.server.certificate.serialNumber)], "\(reasons)")
+        #expect(reasons == [.revokedOn(revokedAt, serialNumber: pki.server.certificate.serialNumber, reason: nil)], "\(reasons)")
         #expect(pair.clientError?.verification?.chain == pki.server.chain)
+    }
+
+    @Test func revocationReasonWalkSurvivesTruncatedAndFlippedBytes() throws {
+        let der = try pki.ca.revocationList(revoking: [pki.server.certificate, pki.client.certificate]).derBytes
+        #expect(RevocationReasons.parse(der).isEmpty, "GnuTLS-made CRLs carry no reason codes")
+        for length in 0..<der.count { _ = RevocationReasons.parse(Array(der.prefix(length))) }
+        for index in 0..<der.count {
+            var flipped = der
+            flipped[index] ^= 0xff
+            _ = RevocationReasons.parse(flipped)
+        }
+        // A hand-made CRL body: one entry, serial 0x05, reasonCode keyCompromise (1); then the same with the
+        // extension's value cut short, which reads as no reason.
+        func tlv(_ tag: UInt8, _ content: [UInt8]) -> [UInt8] { [tag, UInt8(content.count)] + content }
+        func crl(reasonValue: [UInt8]) -> [UInt8] {
+            let reason = tlv(0x30, tlv(0x06, [0x55, 0x1d, 0x15]) + tlv(0x04, reasonValue))
+            let entry = tlv(0x30, tlv(0x02, [0x05]) + tlv(0x17, Array("261201000000Z".utf8)) + tlv(0x30, reason))
+            let tbs = tlv(0x02, [0x01]) + tlv(0x30, []) + tlv(0x30, []) + tlv(0x17, []) + tlv(0x30, entry)
+            return tlv(0x30, tlv(0x30, tbs))
+        }
+        #expect(RevocationReasons.parse(crl(reasonValue: [0x0a, 0x01, 0x01])) == ["05": .keyCompromise])
+        #expect(RevocationReasons.parse(crl(reasonValue: [0x0a, 0x02, 0x01])).isEmpty)
     }
 
     @Test func depthBelowTheChainIsRefusedWithTheLimit() throws {
