@@ -49,7 +49,9 @@ struct TLSClientCommand: AsyncParsableCommand {
     var verbose = false
     @Flag(help: "Print the server's certificate chain as PEM (standard output), as openssl s_client -showcerts.")
     var showcerts = false
-    @Option(help: "INSECURE: append the session secrets to FILE (NSS key log format, for Wireshark); warns.")
+    @Option(
+        help: ArgumentHelp(
+            "INSECURE: append the session secrets to FILE (NSS key log format, for Wireshark); warns.", valueName: "file"))
     var keylogfile: String?
     @Option(help: "Seconds to wait for the connection, handshake and response.") var timeout = 10
 

@@ -15,8 +15,9 @@ struct TLSServerCommand: ParsableCommand {
         commandName: "tls-server",
         abstract: "A TLS echo server on the system's GnuTLS.",
         discussion: """
-            Each connection: prints 'Connection from ADDR', reads the client's message, prints 'Received: MESSAGE', \
-            sends the same bytes back, sends close_notify and closes. With --stream it echoes everything until the \
+            Each connection: prints 'Connection from ADDR', then 'Connection from ADDR: VERSION, CIPHER SUITE' (and \
+            ', client SUBJECT' with a client certificate) once the handshake is done, reads the client's message, \
+            prints 'Received: MESSAGE', sends the same bytes back, sends close_notify and closes. With --stream it echoes everything until the \
             client closes. On first run, with the default --cert/--key and no files there, it creates a development \
             CA and server certificate under certs/ (testing only).
 
@@ -51,7 +52,9 @@ struct TLSServerCommand: ParsableCommand {
     var stream = false
     @Flag(help: "No per-connection lines (benchmarks).") var quiet = false
     @Flag(help: "Start every line with the UTC time.") var timestamps = false
-    @Option(help: "INSECURE: append the session secrets to FILE (NSS key log format, for Wireshark); warns.")
+    @Option(
+        help: ArgumentHelp(
+            "INSECURE: append the session secrets to FILE (NSS key log format, for Wireshark); warns.", valueName: "file"))
     var keylogfile: String?
     @Option(help: "Event-loop threads (default: one per core).") var threads: Int?
     @Option(help: "Most connections open at once; more are refused with a log line.") var maxConnections = 10_000
