@@ -350,7 +350,8 @@ final class ServerProcess: @unchecked Sendable {
     /// The port in the line `tls-server: listening on HOST:PORT` (HOST may itself contain colons), if printed.
     static func listeningPort(in output: String) -> Int? {
         let marker = "tls-server: listening on "
-        for line in output.split(separator: "\n") where line.hasPrefix(marker) {
+        // Anywhere in the line: with --timestamps it starts with the time.
+        for line in output.split(separator: "\n") where line.contains(marker) {
             guard let colon = line.lastIndex(of: ":") else { continue }
             return Int(line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
         }
