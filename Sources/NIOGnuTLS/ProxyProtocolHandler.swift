@@ -95,7 +95,7 @@ public final class ProxyProtocolHandler: ChannelDuplexHandler, RemovableChannelH
             let who = context.channel.remoteAddress?.ipAddress ?? "a peer without an IP address"
             fail(
                 ProxyHeaderError(
-                    .peerNotAllowed, "PROXY protocol header refused: \(who) is not an allowed proxy (see --proxy-from)"),
+                    .peerNotAllowed, "refused: \(who) is not allowed to send a PROXY protocol header"),
                 context: context)
             return
         }

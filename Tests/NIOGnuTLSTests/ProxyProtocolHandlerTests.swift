@@ -63,7 +63,7 @@ let proxyV2Header: [UInt8] = ProxyHeader.v2Signature + [0x21, 0x11, 0, 12, 192, 
         #expect(!channel.isActive)
         let error = try #require(recorder.errors.first as? ProxyHeaderError)
         #expect(error.kind == .peerNotAllowed)
-        #expect(error.reason == "PROXY protocol header refused: 10.9.8.7 is not an allowed proxy (see --proxy-from)")
+        #expect(error.reason == "refused: 10.9.8.7 is not allowed to send a PROXY protocol header")
         #expect(throws: ProxyHeaderError.self) { try handler.headerFuture?.wait() }
         #expect(recorder.errors.count == 1)
     }
