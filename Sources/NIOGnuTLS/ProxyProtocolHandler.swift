@@ -68,7 +68,7 @@ public final class ProxyProtocolHandler: ChannelDuplexHandler, RemovableChannelH
 
     public func handlerAdded(context: ChannelHandlerContext) {
         promise = context.eventLoop.makePromise(of: ProxyHeader.self)
-        if context.channel.isActive { start(context: context) }
+        if context.channel.isActive, let refusal = start(context: context) { fail(refusal, context: context) }
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
@@ -80,24 +80,24 @@ public final class ProxyProtocolHandler: ChannelDuplexHandler, RemovableChannelH
         }
     }
 
+    /// Starts the timer before passing the event on, so that it runs out before the TLS handler's handshake
+    /// deadline (which starts at this event) and a late header is reported as a late header.
     public func channelActive(context: ChannelHandlerContext) {
+        let refusal = start(context: context)
         context.fireChannelActive()
-        start(context: context)
+        if let refusal { fail(refusal, context: context) }
     }
 
-    /// Checks the peer against the allow list and starts the timer, once.
-    private func start(context: ChannelHandlerContext) {
-        guard !checkedPeer, case .waiting = state else { return }
+    /// Checks the peer against the allow list (returning the refusal, if it is not in it) and starts the timer,
+    /// once.
+    private func start(context: ChannelHandlerContext) -> ProxyHeaderError? {
+        guard !checkedPeer, case .waiting = state else { return nil }
         checkedPeer = true
         guard let peer = context.channel.remoteAddress, let bytes = Self.addressBytes(peer),
             IPNetwork.any(allowedPeers, contains: bytes)
         else {
             let who = context.channel.remoteAddress?.ipAddress ?? "a peer without an IP address"
-            fail(
-                ProxyHeaderError(
-                    .peerNotAllowed, "refused: \(who) is not allowed to send a PROXY protocol header"),
-                context: context)
-            return
+            return ProxyHeaderError(.peerNotAllowed, "refused: \(who) is not allowed to send a PROXY protocol header")
         }
         if let timeout {
             timer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: timeout) { [self] in
@@ -110,6 +110,7 @@ public final class ProxyProtocolHandler: ChannelDuplexHandler, RemovableChannelH
                     context: context)
             }
         }
+        return nil
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
