@@ -8,7 +8,7 @@ extension TLSConfiguration: CustomStringConvertible, CustomDebugStringConvertibl
             + "trustRoots: \(trustRoots), certificateVerification: \(certificateVerification), "
             + "clientAuthentication: \(clientAuthentication), policy: \(policy), "
             + "applicationProtocols: \(applicationProtocols), serverName: \(String(reflecting: serverName)), "
-            + "sessionTickets: \(sessionTickets))"
+            + "sessionTickets: \(sessionTickets), ticketKey: \(ticketKey.map(\.description) ?? "nil"))"
     }
 
     /// The same as ``description``.
@@ -22,7 +22,7 @@ extension TLSConfiguration: CustomStringConvertible, CustomDebugStringConvertibl
                 "role": role, "identity": identity as Any, "trustRoots": trustRoots,
                 "certificateVerification": certificateVerification, "clientAuthentication": clientAuthentication,
                 "policy": policy, "applicationProtocols": applicationProtocols, "serverName": serverName as Any,
-                "sessionTickets": sessionTickets,
+                "sessionTickets": sessionTickets, "ticketKey": ticketKey as Any,
             ],
             displayStyle: .struct)
     }

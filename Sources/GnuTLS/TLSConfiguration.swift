@@ -135,6 +135,9 @@ public struct TLSConfiguration: Sendable {
     public var serverName: String?
     /// Whether a server issues session tickets so clients can resume sessions without a full handshake.
     public var sessionTickets: Bool
+    /// The session-ticket master key (servers): nil for a fresh random one per context; a shared one lets several
+    /// instances resume each other's sessions.
+    public var ticketKey: TicketKey? = nil
 
     /// A client configuration: verifies the server fully against the system trust store by default.
     public static func client(

@@ -64,7 +64,9 @@ public final class TLSContext: @unchecked Sendable {
         applicationProtocols = ApplicationProtocolList(protocols)
         enabledVersions = versions.sorted { $0.wireValue > $1.wireValue }
         enabledVersionBits = versions.reduce(0) { $0 | ClientHelloVersions.bit($1.wireValue) }
-        ticketKey = configuration.role == .server && configuration.sessionTickets ? try SessionTicketKey() : nil
+        ticketKey =
+            configuration.role == .server && configuration.sessionTickets
+            ? try SessionTicketKey(configuration.ticketKey) : nil
 
         switch (configuration.role, configuration.clientAuthentication, configuration.certificateVerification) {
         case (.server, .verifyIfGiven, _), (.server, .requireAndVerify, _):

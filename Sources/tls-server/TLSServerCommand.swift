@@ -46,6 +46,8 @@ struct TLSServerCommand: ParsableCommand {
     @Option(help: "Comma-separated networks (CIDR) allowed to send the PROXY header (default: loopback only).")
     var proxyFrom: String?
     @Flag(help: "Set SO_REUSEPORT, so that several processes can listen on the same port.") var reusePort = false
+    @Option(help: "Session-ticket master key file shared by several instances (make one: tls-certs ticket-key --out FILE).")
+    var ticketKeyFile: String?
 
     enum ClientPolicy: String, ExpressibleByArgument, CaseIterable {
         case none, optional, required
@@ -83,6 +85,7 @@ struct TLSServerCommand: ParsableCommand {
             throw ExitCode.failure
         }
         warnIfOthersCanReadKey(key, output: output)
+        if let ticketKeyFile { warnIfOthersCanReadKey(ticketKeyFile, output: output, what: "session ticket key") }
 
         // Blocked once start-up I/O is done (a signal must still stop a read that hangs) and before any thread
         // starts, so every event-loop thread inherits the mask and only sigwait sees them.
@@ -127,12 +130,14 @@ struct TLSServerCommand: ParsableCommand {
         case .optional: clientAuthentication = .verifyIfGiven
         case .required: clientAuthentication = .requireAndVerify
         }
-        return .server(
+        var configuration = TLSConfiguration.server(
             identity: .files(certificateChain: cert, privateKey: key),
             clientAuthentication: clientAuthentication,
             trustRoots: cafile.map { .file($0) } ?? .system,
             policy: priority.map { .custom($0) } ?? .intermediate,
             applicationProtocols: alpn.map { $0.split(separator: ",").map(String.init) } ?? [])
+        configuration.ticketKey = ticketKeyFile.map { .file($0) }
+        return configuration
     }
 
     /// First run: with the default --cert/--key and neither file present, create a development CA and a server
