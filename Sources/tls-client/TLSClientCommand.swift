@@ -34,6 +34,10 @@ struct TLSClientCommand: AsyncParsableCommand {
     @Flag(help: "Print the negotiated version, cipher suite, ALPN, the server's certificates and the verification result.")
     var verbose = false
     @Option(help: "Seconds to wait for the connection, handshake and response.") var timeout = 10
+    @Option(help: "Save the session to this file after the exchange (mode 0600), to resume it with --sess-in.")
+    var sessOut: String?
+    @Option(help: "Offer the session saved in this file (--sess-out); --verbose says whether it was resumed.")
+    var sessIn: String?
 
     func validate() throws {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1 to 65535, not \(port)") }
@@ -72,15 +76,27 @@ struct TLSClientCommand: AsyncParsableCommand {
 
     /// Connects, sends, and prints what comes back.
     func exchange(context: TLSContext, output: ConsoleOutput) async throws {
+        let saved = try sessIn.map(SessionFile.read)
+        if let saved, let sessIn {
+            // Checked before connecting, so that the error names the file.
+            do {
+                _ = try context.makeSession(serverName: servername ?? host, resumptionData: saved)
+            } catch {
+                throw TLSError(
+                    kind: .configuration,
+                    reason: "the session file '\(sessIn)' holds no session GnuTLS can use (\(error.reason))")
+            }
+        }
         try await TLSConnection.connect(
             host: host, port: port, context: context, serverName: servername ?? host,
             connectTimeout: .seconds(Int64(timeout)), handshakeTimeout: .seconds(Int64(timeout)),
-            shutdownTimeout: .seconds(Int64(min(timeout, 3)))
+            shutdownTimeout: .seconds(Int64(min(timeout, 3))), resumptionData: saved
         ) { connection in
             let info = connection.info
             if verbose { printDetails(info, output: output) }
             if stream {
                 try await streamStandardIO(connection, output: output)
+                try await saveSession(connection, output: output)
                 return
             }
             let suite = info.cipherSuite ?? "?"
@@ -114,7 +130,18 @@ struct TLSClientCommand: AsyncParsableCommand {
                 output.error("Warning: the server closed the connection without close_notify; the response may be incomplete")
             }
             output.line("Response: \(String(decoding: response, as: UTF8.self))")
+            try await saveSession(connection, output: output)
         }
+    }
+
+    /// --sess-out: writes the session for a later --sess-in, or says why there is none.
+    func saveSession(_ connection: TLSConnection, output: ConsoleOutput) async throws {
+        guard let sessOut else { return }
+        guard let data = try await connection.resumptionData() else {
+            output.error("Warning: the server issued no session ticket; --sess-out '\(sessOut)' not written")
+            return
+        }
+        try SessionFile.write(data, to: sessOut)
     }
 
     /// --stream: standard input to the server, the server's bytes to standard output, until the server closes.

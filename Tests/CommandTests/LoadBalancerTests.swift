@@ -32,7 +32,12 @@ final class HAProxyProcess: @unchecked Sendable {
 
     /// Starts haproxy forwarding 127.0.0.1:(a free port) to 127.0.0.1:`backendPort` with `serverOptions` on
     /// its server line (`send-proxy-v2`, `send-proxy`), and waits until it accepts connections.
-    init(backendPort: Int, serverOptions: String) async throws {
+    convenience init(backendPort: Int, serverOptions: String) async throws {
+        try await self.init(backendPorts: [backendPort], serverOptions: serverOptions)
+    }
+
+    /// The same with one server line per port, taken in turn (`balance roundrobin`).
+    init(backendPorts: [Int], serverOptions: String) async throws {
         guard let binary = Self.binary() else {
             throw HarnessError(
                 "haproxy is not installed: these tests need Debian's haproxy (apt-get install haproxy; "
@@ -52,9 +57,11 @@ final class HAProxyProcess: @unchecked Sendable {
                 bind 127.0.0.1:\(port)
                 default_backend tls_servers
             backend tls_servers
-                server local 127.0.0.1:\(backendPort) \(serverOptions)
+                balance roundrobin
 
-            """
+            """ + backendPorts.enumerated().map { index, port in
+                "    server s\(index) 127.0.0.1:\(port) \(serverOptions)\n"
+            }.joined()
         let path = directory.path("haproxy.cfg")
         try configuration.write(toFile: path, atomically: true, encoding: .utf8)
         child = try ChildProcess(binary, ["-db", "-f", path])
@@ -295,6 +302,68 @@ func proxyV2(sourcePort: Int) -> [UInt8] {
         #expect(try await server.waitForLine("Connection from 127.0.0.1:4242"), "\(server.transcript)")
         #expect(try await server.waitForLine("Connection from 127.0.0.1:4343"), "\(server.transcript)")
         #expect(server.child.isRunning && strict.child.isRunning)
+    }
+
+    @Test(
+        "A session saved through HAProxy on one instance resumes on the other when both have the same --ticket-key-file (TLS 1.3 and 1.2), and not without it",
+        arguments: [("TLS 1.3", "NORMAL:-VERS-ALL:+VERS-TLS1.3"), ("TLS 1.2", "NORMAL:-VERS-ALL:+VERS-TLS1.2")])
+    func resumptionAcrossInstances(version: String, priority: String) async throws {
+        let files = try TestFiles()
+        let keyFile = files.path("ticket.key")
+        let made = try await runTool("tls-certs", ["ticket-key", "--out", keyFile])
+        #expect(made.status == 0 && made.output == "wrote \(keyFile)\n", "\(made)")
+        #expect(!made.output.contains(try String(contentsOfFile: keyFile, encoding: .utf8).dropLast()))
+
+        for shared in [true, false] {
+            let options = ["--proxy-protocol"] + (shared ? ["--ticket-key-file", keyFile] : [])
+            let first = try await ServerProcess.start(serverArguments(files, port: 0, options), directory: files.url)
+            defer { first.kill() }
+            let second = try await ServerProcess.start(serverArguments(files, port: 0, options), directory: files.url)
+            defer { second.kill() }
+            // Round robin: the first connection goes to the first server, the second to the second.
+            let haproxy = try await HAProxyProcess(backendPorts: [first.port, second.port], serverOptions: "send-proxy-v2")
+            defer { haproxy.kill() }
+
+            let session = files.path("session-\(shared)")
+            let client = ["--host", "127.0.0.1", "--servername", "localhost", "--priority", priority, "--verbose"]
+            let saving = try await runClient(port: haproxy.port, files: files, client + ["--sess-out", session])
+            expectSuccessfulExchange(saving)
+            #expect(saving.errorLines.contains("Protocol: \(version)"), "\(saving)")
+            #expect(saving.errorLines.contains("Resumed: no"), "\(saving)")
+            var info = stat()
+            #expect(stat(session, &info) == 0 && info.st_mode & 0o777 == 0o600)
+
+            let resuming = try await runClient(port: haproxy.port, files: files, client + ["--sess-in", session])
+            expectSuccessfulExchange(resuming)
+            #expect(resuming.errorLines.contains(shared ? "Resumed: yes" : "Resumed: no"), "shared key \(shared): \(resuming)")
+            // Each instance served one of the two.
+            #expect(try await first.waitForLine { $0.hasPrefix("Received: ") } != nil, "\(first.transcript)")
+            #expect(try await second.waitForLine { $0.hasPrefix("Received: ") } != nil, "\(second.transcript)")
+            #expect(first.lines.filter { $0.hasPrefix("Received: ") }.count == 1)
+        }
+    }
+
+    @Test("A ticket key file of the wrong size or format stops tls-server at start with the reason; the key is never printed")
+    func badTicketKeyFile() async throws {
+        let files = try TestFiles()
+        let short = files.path("short.key")
+        try "c2hvcnQ=\n".write(toFile: short, atomically: true, encoding: .utf8)
+        let result = try await runTool(
+            "tls-server", serverArguments(files, port: 0, ["--ticket-key-file", short]), directory: files.url)
+        expectStartupFailure(
+            result,
+            mentioning: ["session ticket key file '\(short)' holds 5 bytes; a session ticket key is 64 bytes"])
+        #expect(!result.errorOutput.contains("c2hvcnQ") && !result.errorOutput.contains("short\n"))
+
+        let garbage = files.path("garbage.key")
+        try "not a key at all\n".write(toFile: garbage, atomically: true, encoding: .utf8)
+        let second = try await runTool(
+            "tls-server", serverArguments(files, port: 0, ["--ticket-key-file", garbage]), directory: files.url)
+        expectStartupFailure(second, mentioning: ["session ticket key file '\(garbage)' is not one line of base64"])
+
+        let existing = try await runTool("tls-certs", ["ticket-key", "--out", garbage])
+        #expect(existing.status == 1)
+        #expect(existing.errorLines == ["Error: cannot write session ticket key file '\(garbage)': it already exists (remove it first to replace the key)"])
     }
 
     @Test("--proxy-from with a bad network, or without --proxy-protocol, is refused at start with the reason")
