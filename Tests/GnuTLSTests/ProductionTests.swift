@@ -255,6 +255,14 @@ import Testing
         }
     }
 
+    @Test("pin-source in a PKCS #11 URL: the file path (plain, file:, percent-encoded) and the URL without it")
+    func pinSourceAttribute() {
+        #expect(PKCS11.pinSource(in: "pkcs11:token=a;object=b?pin-source=/etc/pin")! == ("/etc/pin", "pkcs11:token=a;object=b"))
+        #expect(PKCS11.pinSource(in: "pkcs11:token=a?module-name=x&pin-source=file:/etc/my%20pin")! == ("/etc/my pin", "pkcs11:token=a?module-name=x"))
+        #expect(PKCS11.pinSource(in: "pkcs11:token=a?pin-value=1") == nil)
+        #expect(PKCS11.pinSource(in: "pkcs11:token=a;object=b") == nil)
+    }
+
     @Test("Several identities: a broken one is named by its position")
     func brokenSecondIdentity() throws {
         let broken = TLSConfiguration.Identity.certificates(Self.beta.chain, privateKey: Self.alpha.privateKey)
