@@ -49,6 +49,12 @@ enum PKCS11 {
         }
         rc = gnutls_privkey_import_url(key, url, 0)
         guard rc == 0 else {
+            // GnuTLS reports a login it could not try for want of a PIN as a wrong PIN.
+            if rc == GNUTLS_E_PKCS11_PIN_ERROR && pin == nil && !url.contains("pin-value=") && !url.contains("pin-source=") {
+                throw TLSError.configuration(
+                    "cannot load \(source): the token needs a PIN for it and none was given "
+                        + "(add pin-value or pin-source to the URL, or give a PIN)", code: rc)
+            }
             throw TLSError.configuration("cannot load \(source): \(explain(rc))", code: rc)
         }
         try checkSignature(key, matches: handles[0], keySource: source, chainSource: chainSource)
@@ -129,7 +135,8 @@ enum PKCS11 {
             return "the PIN is wrong"
         case GNUTLS_E_PKCS11_PIN_LOCKED: return "the token's PIN is locked"
         case GNUTLS_E_PKCS11_PIN_EXPIRED: return "the token's PIN has expired"
-        case GNUTLS_E_PKCS11_REQUESTED_OBJECT_NOT_AVAILBLE:
+        case GNUTLS_E_PKCS11_REQUESTED_OBJECT_NOT_AVAILBLE, GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE:
+            // The second is what GnuTLS returns when it logged in to the token and still found no such object.
             return "no such object in any token (check the token and object names, and that a PIN is given for a private key)"
         case GNUTLS_E_PKCS11_TOKEN_ERROR, GNUTLS_E_PKCS11_SLOT_ERROR:
             return "the token is not available"

@@ -176,3 +176,84 @@ extension TLSContext {
         guard rc == 0 else { throw ToolFailure("GnuTLS would not staple the response: \(rc)") }
     }
 }
+
+/// A SoftHSM 2 token made once per test process, under a temporary `SOFTHSM2_CONF` set in this process's
+/// environment before anything opens PKCS #11 (SoftHSM reads it once, when p11-kit initialises it on the first
+/// PKCS #11 use). It holds: the key and certificate of ``server`` (label "server", ID 01), an unrelated key
+/// ("other", ID 02) and an RSA key with its certificate in ``rsa`` (label "rsa", ID 03, key only).
+///
+/// The directory is removed when the process exits.
+final class SoftHSMToken: Sendable {
+    static let label = "swift-gnutls-test"
+    /// The user PIN (a test token's; never a real secret).
+    static let pin = "2718281828"
+    static let soPIN = "3141592653"
+
+    let path: String
+    let server: CertificateAuthority.Issued
+    let rsa: CertificateAuthority.Issued
+
+    /// The token, or why it could not be made (every PKCS #11 test fails with that reason).
+    static let shared: Result<SoftHSMToken, ToolFailure> = {
+        do {
+            return .success(try SoftHSMToken())
+        } catch let failure as ToolFailure {
+            return .failure(failure)
+        } catch {
+            return .failure(ToolFailure("cannot make the SoftHSM token: \(error)"))
+        }
+    }()
+
+    static func get() throws -> SoftHSMToken { try shared.get() }
+
+    nonisolated(unsafe) private static var directoryToRemove: String?
+
+    private init() throws {
+        let pki = TestPKI.shared
+        var template = Array("\(NSTemporaryDirectory())/gnutls-softhsm-XXXXXX".utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw ToolFailure("mkdtemp failed: \(String(cString: strerror(errno)))")
+        }
+        path = String(cString: made)
+        Self.directoryToRemove = path
+        atexit {
+            if let path = SoftHSMToken.directoryToRemove { try? FileManager.default.removeItem(atPath: path) }
+        }
+        try FileManager.default.createDirectory(atPath: "\(path)/tokens", withIntermediateDirectories: true)
+        let configuration = "\(path)/softhsm2.conf"
+        try Data("directories.tokendir = \(path)/tokens\nobjectstore.backend = file\nlog.level = ERROR\n".utf8)
+            .write(to: URL(fileURLWithPath: configuration))
+        setenv("SOFTHSM2_CONF", configuration, 1)
+        let environment = ["SOFTHSM2_CONF": configuration, "GNUTLS_PIN": Self.pin]
+
+        try runTool(
+            "softhsm2-util", ["--init-token", "--free", "--label", Self.label, "--pin", Self.pin, "--so-pin", Self.soPIN],
+            package: "softhsm2", environment: environment)
+
+        server = pki.server
+        rsa = try pki.ca.issue(commonName: "localhost", dnsNames: ["localhost"], keyAlgorithm: .rsa(bits: 2048))
+        let other = try PrivateKey.generate()
+        for (label, id, key) in [("server", "01", server.privateKey), ("other", "02", other), ("rsa", "03", rsa.privateKey)] {
+            let keyFile = "\(path)/\(label).key"
+            try key.write(toFile: keyFile)
+            defer { try? FileManager.default.removeItem(atPath: keyFile) }
+            try runTool(
+                "softhsm2-util",
+                ["--import", keyFile, "--token", Self.label, "--label", label, "--id", id, "--pin", Self.pin],
+                package: "softhsm2", environment: environment)
+        }
+        // softhsm2-util cannot import certificates; p11tool (gnutls-bin) can.
+        let certificateFile = "\(path)/server.crt"
+        try Certificate.writePEM([server.certificate], toFile: certificateFile)
+        try runTool(
+            "p11tool",
+            ["--provider", "/usr/lib/softhsm/libsofthsm2.so", "--login", "--write", "--load-certificate", certificateFile,
+             "--label", "server", "--id", "01", "pkcs11:token=\(Self.label)"],
+            package: "gnutls-bin", environment: environment)
+    }
+
+    /// An RFC 7512 URL for an object in the token.
+    func url(_ object: String, type: String = "private", pinValue: String? = nil) -> String {
+        "pkcs11:token=\(Self.label);object=\(object);type=\(type)" + (pinValue.map { "?pin-value=\($0)" } ?? "")
+    }
+}
