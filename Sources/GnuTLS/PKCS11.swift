@@ -154,7 +154,8 @@ final class PINSource {
 }
 
 /// GnuTLS asks for a PIN: a fixed PIN is given once (a wrong one is not retried, so a token is never locked by
-/// repeated attempts); a callback is asked each time with the attempt number.
+/// repeated attempts); a callback is asked each time with the attempt number, at most
+/// `PIN.maximumAttempts` times.
 func tlsPINCallback(
     _ userdata: UnsafeMutableRawPointer?, _ attempt: Int32, _ tokenURL: UnsafePointer<CChar>?,
     _ tokenLabel: UnsafePointer<CChar>?, _ flags: UInt32, _ pin: UnsafeMutablePointer<CChar>?, _ pinMax: Int
@@ -166,7 +167,9 @@ func tlsPINCallback(
     case .value(let value):
         text = attempt == 0 && flags & UInt32(GNUTLS_PIN_WRONG.rawValue) == 0 ? value : nil
     case .callback(let ask):
-        text = ask(tokenLabel.map { String(cString: $0) } ?? "", Int(attempt) + 1)
+        // GnuTLS asks again after every wrong PIN, without end: stop before a token that counts them locks.
+        text = attempt < TLSConfiguration.Identity.PIN.maximumAttempts
+            ? ask(tokenLabel.map { String(cString: $0) } ?? "", Int(attempt) + 1) : nil
     }
     guard let text else { return GNUTLS_E_PKCS11_PIN_ERROR }
     let bytes = Array(text.utf8)

@@ -120,6 +120,57 @@ import Testing
         #expect(retried.withLock { $0 } == [1, 2])
     }
 
+    @Test("A callback that keeps answering a wrong PIN is asked three times, not until the token locks")
+    func callbackAskedAtMostThreeTimes() throws {
+        let token = try SoftHSMToken.get()
+        let asked = Mutex<[Int]>([])
+        let stubborn = TLSConfiguration.Identity.PIN.callback { _, attempt in
+            asked.withLock { $0.append(attempt) }
+            return "wrong-pin"
+        }
+        let error = loadError(.pkcs11(certificateChain: .certificates(token.server.chain), privateKey: token.url("server"), pin: stubborn))
+        #expect(error?.reason == "cannot load private key 'pkcs11:token=\(SoftHSMToken.label);object=server;type=private': the PIN is wrong")
+        #expect(asked.withLock { $0 } == [1, 2, 3])
+        #expect(TLSConfiguration.Identity.PIN.maximumAttempts == 3)
+    }
+
+    @Test("The PIN from a file (pin-source); a file with a wrong PIN is refused once")
+    func pinSource() throws {
+        let token = try SoftHSMToken.get()
+        let directory = try TemporaryDirectory("gnutls-pin")
+        let right = try directory.write("pin", SoftHSMToken.pin)
+        let wrong = try directory.write("wrong", "wrong-pin")
+        let pair = try handshake(.pkcs11(
+            certificateChain: .certificates(token.server.chain),
+            privateKey: "pkcs11:token=\(SoftHSMToken.label);object=server;type=private?pin-source=\(right)"))
+        #expect(pair.client.peerCertificates.first == token.server.certificate)
+        _ = consume pair
+        let error = loadError(.pkcs11(
+            certificateChain: .certificates(token.server.chain),
+            privateKey: "pkcs11:token=\(SoftHSMToken.label);object=server;type=private?pin-source=\(wrong)"))
+        #expect(error?.reason == "cannot load private key 'pkcs11:token=\(SoftHSMToken.label);object=server;type=private?pin-source=\(wrong)': the PIN is wrong")
+    }
+
+    @Test("A token key as the second identity, with its OCSP response: the client asking for its name gets its certificate and staple")
+    func tokenKeyWithStaple() throws {
+        let token = try SoftHSMToken.get()
+        let responder = try OCSPResponder(ca: pki.ca)
+        let alpha = try pki.ca.issue(commonName: "alpha.test", dnsNames: ["alpha.test"])
+        let staple = try responder.good(for: token.server)
+        let server = TLSConfiguration.server(identities: [
+            .certificates(alpha.chain, privateKey: alpha.privateKey, ocspResponse: try responder.good(for: alpha)),
+            .pkcs11(certificateChain: .certificates(token.server.chain), privateKey: token.url("server"),
+                    pin: .value(SoftHSMToken.pin), ocspResponse: .der(staple)),
+        ])
+        var client = pki.clientConfiguration()
+        client.requiresOCSPStaple = true
+        let pair = try SessionPair(client: client, server: server)
+        #expect(pair.handshake(), "client: \(String(describing: pair.clientError)) server: \(String(describing: pair.serverError))")
+        #expect(pair.client.peerCertificates.first == token.server.certificate)
+        #expect(pair.client.stapledOCSPResponse?.derBytes == staple)
+        #expect(pair.client.isOCSPStapleVerified)
+    }
+
     @Test("No PIN at all: the error says the token needs one, not that it is wrong")
     func noPIN() throws {
         let token = try SoftHSMToken.get()
