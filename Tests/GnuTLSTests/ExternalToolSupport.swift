@@ -148,6 +148,48 @@ final class OCSPResponder {
         return try directory.read("\(name).der")
     }
 
+    /// A "good" response for `certificate` that expired a day ago (this update two days ago), which `openssl
+    /// ocsp` cannot make: built with Python's `cryptography` (Debian package `python3-cryptography`).
+    func expired(for certificate: Certificate) throws -> [UInt8] {
+        let name = UUID().uuidString
+        try Certificate.writePEM([certificate], toFile: directory.file("\(name).crt"))
+        let script = """
+            import datetime, sys
+            from cryptography import x509
+            from cryptography.hazmat.primitives import hashes, serialization
+            from cryptography.x509 import ocsp
+            leaf = x509.load_pem_x509_certificate(open(sys.argv[1], "rb").read())
+            ca = x509.load_pem_x509_certificate(open(sys.argv[2], "rb").read())
+            key = serialization.load_pem_private_key(open(sys.argv[3], "rb").read(), None)
+            now = datetime.datetime.now(datetime.timezone.utc)
+            builder = ocsp.OCSPResponseBuilder().add_response(
+                cert=leaf, issuer=ca, algorithm=hashes.SHA1(), cert_status=ocsp.OCSPCertStatus.GOOD,
+                this_update=now - datetime.timedelta(days=2), next_update=now - datetime.timedelta(days=1),
+                revocation_time=None, revocation_reason=None).responder_id(ocsp.OCSPResponderEncoding.HASH, ca)
+            response = builder.sign(key, hashes.SHA256())
+            open(sys.argv[4], "wb").write(response.public_bytes(serialization.Encoding.DER))
+            """
+        let scriptPath = try directory.write("\(name).py", script)
+        // GnuTLS 3.7.9 writes an EC key whose scalar has its top bit set with a 33-byte privateKey (a leading
+        // zero), which cryptography refuses ("private key value is too short"); openssl rewrites it in the
+        // fixed 32 bytes of RFC 5915.
+        if !FileManager.default.fileExists(atPath: directory.file("signer-openssl.key")) {
+            try runTool(
+                "openssl", ["pkey", "-in", directory.file("signer.key"), "-out", directory.file("signer-openssl.key")],
+                package: "openssl")
+        }
+        do {
+            try runTool(
+                "python3",
+                [scriptPath, directory.file("\(name).crt"), directory.file("ca.crt"),
+                 directory.file("signer-openssl.key"), directory.file("\(name).der")],
+                package: "python3-cryptography")
+        } catch let failure as ToolFailure where failure.description.contains("No module named 'cryptography'") {
+            throw ToolFailure("Python's cryptography module is missing: these tests need the Debian package 'python3-cryptography'")
+        }
+        return try directory.read("\(name).der")
+    }
+
     /// A "good" response for `issued`.
     func good(for issued: CertificateAuthority.Issued) throws -> [UInt8] {
         try response(for: issued.certificate, entries: [(issued.certificate, .valid)])

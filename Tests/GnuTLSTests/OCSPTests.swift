@@ -213,6 +213,25 @@ import Testing
         }
     }
 
+    @Test("A response that really is past its next update: refused when loaded; stapled anyway, the client refuses it", arguments: [TLSVersion.tls13, .tls12])
+    func expiredResponse(version: TLSVersion) throws {
+        let responder = try OCSPResponder(ca: pki.ca)
+        let der = try responder.expired(for: pki.server.certificate)
+        let status = try OCSPStatus(derBytes: der)
+        let next = try #require(status.nextUpdate)
+        #expect(next < Date().addingTimeInterval(-86000))
+        let error = loadError(.certificates(pki.server.chain, privateKey: pki.server.privateKey, ocspResponse: der))
+        #expect(error?.reason == "the OCSP response has expired: its next update was due \(next.formatted(.iso8601)); fetch a new one")
+
+        for requiresStaple in [false, true] {
+            let pair = try handshake(stapling: der, requiresStaple: requiresStaple, version: version)
+            let refused = try #require(pair.clientError, "the client accepted an expired staple")
+            #expect(refused.kind == .verification)
+            #expect(refused.verification?.reasons == [.invalidOCSPResponse], "\(refused)")
+            #expect(refused.reason == "handshake failed: the server's certificate was refused: the stapled OCSP response is not valid (wrong signer, another certificate, or out of date)")
+        }
+    }
+
     @Test("Bytes that are not an OCSP response, and a response whose status is an error, are clear errors")
     func notAResponse() throws {
         let garbage = Array("not an OCSP response".utf8)
