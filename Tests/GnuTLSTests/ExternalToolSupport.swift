@@ -222,7 +222,8 @@ extension TLSContext {
 /// A SoftHSM 2 token made once per test process, under a temporary `SOFTHSM2_CONF` set in this process's
 /// environment before anything opens PKCS #11 (SoftHSM reads it once, when p11-kit initialises it on the first
 /// PKCS #11 use). It holds: the key and certificate of ``server`` (label "server", ID 01), an unrelated key
-/// ("other", ID 02) and an RSA key with its certificate in ``rsa`` (label "rsa", ID 03, key only).
+/// ("other", ID 02), an RSA key with its certificate in ``rsa`` (label "rsa", ID 03, key only) and the key
+/// of the client certificate ``client`` (label "client", ID 04, key only).
 ///
 /// The directory is removed when the process exits.
 final class SoftHSMToken: Sendable {
@@ -234,6 +235,7 @@ final class SoftHSMToken: Sendable {
     let path: String
     let server: CertificateAuthority.Issued
     let rsa: CertificateAuthority.Issued
+    let client: CertificateAuthority.Issued
 
     /// The token, or why it could not be made (every PKCS #11 test fails with that reason).
     static let shared: Result<SoftHSMToken, ToolFailure> = {
@@ -274,8 +276,12 @@ final class SoftHSMToken: Sendable {
 
         server = pki.server
         rsa = try pki.ca.issue(commonName: "localhost", dnsNames: ["localhost"], keyAlgorithm: .rsa(bits: 2048))
+        client = pki.client
         let other = try PrivateKey.generate()
-        for (label, id, key) in [("server", "01", server.privateKey), ("other", "02", other), ("rsa", "03", rsa.privateKey)] {
+        for (label, id, key) in [
+            ("server", "01", server.privateKey), ("other", "02", other), ("rsa", "03", rsa.privateKey),
+            ("client", "04", client.privateKey),
+        ] {
             let keyFile = "\(path)/\(label).key"
             try key.write(toFile: keyFile)
             defer { try? FileManager.default.removeItem(atPath: keyFile) }

@@ -90,6 +90,27 @@ import Testing
                 "\(String(describing: missing))")
     }
 
+    @Test("A leaf under an intermediate CA, the response signed by the intermediate: the client verifies it with the chain the server sent")
+    func stapleFromIntermediate() throws {
+        let intermediate = try pki.ca.issueIntermediate(commonName: "Test Intermediate")
+        let leaf = try intermediate.issue(commonName: "localhost", dnsNames: ["localhost"], mustStaple: true)
+        #expect(leaf.chain.count == 3)
+        let responder = try OCSPResponder(ca: intermediate)
+        let der = try responder.good(for: leaf)
+        let pair = try SessionPair(client: client(requiresStaple: true), server: server(leaf, ocsp: der))
+        #expect(pair.handshake(), "\(describe(pair))")
+        #expect(pair.client.isOCSPStapleVerified)
+        #expect(pair.client.stapledOCSPResponse?.derBytes == der)
+
+        // Asked about the intermediate's leaf, the root's responder (even with the serial in its index) does not
+        // know it: the request names the intermediate's name, openssl answers "unknown", and that is refused.
+        let rootResponder = try OCSPResponder(ca: pki.ca)
+        let wrongIssuer = try rootResponder.response(for: leaf.certificate, entries: [(leaf.certificate, .valid)])
+        #expect(try OCSPStatus(derBytes: wrongIssuer).certificateStatus == .unknown)
+        let error = loadError(.certificates(leaf.chain, privateKey: leaf.privateKey, ocspResponse: wrongIssuer))
+        #expect(error?.reason == "the OCSP response says the responder does not know the certificate (status unknown)")
+    }
+
     // MARK: - No staple
 
     @Test("No staple and the client requires one: refused for exactly that reason", arguments: [TLSVersion.tls13, .tls12])

@@ -85,6 +85,18 @@ import Testing
         #expect(asked.withLock { $0.count } == 1)
     }
 
+    @Test("A client's key in the token: a server that requires and verifies client certificates lets it in")
+    func clientKeyInToken() throws {
+        let token = try SoftHSMToken.get()
+        let client = TLSConfiguration.client(
+            serverName: "localhost", trustRoots: .certificates([pki.ca.certificate]),
+            identity: .pkcs11(certificateChain: .certificates(token.client.chain), privateKey: token.url("client"),
+                              pin: .value(SoftHSMToken.pin)))
+        let pair = try SessionPair(client: client, server: pki.serverConfiguration(clientAuthentication: .requireAndVerify))
+        #expect(pair.handshake(), "client: \(String(describing: pair.clientError)) server: \(String(describing: pair.serverError))")
+        #expect(pair.server.peerCertificates.first == token.client.certificate)
+    }
+
     @Test("A wrong PIN is a configuration error that says so, in the URL or as .value, and the PIN is not shown")
     func wrongPIN() throws {
         let token = try SoftHSMToken.get()
