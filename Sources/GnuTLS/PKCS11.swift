@@ -60,6 +60,12 @@ enum PKCS11 {
         }
         rc = gnutls_privkey_import_url(key, url, 0)
         guard rc == 0 else {
+            // GnuTLS reports a login it could not try for want of a PIN as a wrong PIN.
+            if rc == GNUTLS_E_PKCS11_PIN_ERROR && pin == nil && !url.contains("pin-value=") && !url.contains("pin-source=") {
+                throw TLSError.configuration(
+                    "cannot load \(source): the token needs a PIN for it and none was given "
+                        + "(add pin-value or pin-source to the URL, or give a PIN)", code: rc)
+            }
             throw TLSError.configuration("cannot load \(source): \(explain(rc))", code: rc)
         }
         try checkSignature(key, matches: handles[0], keySource: source, chainSource: chainSource)
@@ -174,6 +180,7 @@ enum PKCS11 {
         case GNUTLS_E_PKCS11_PIN_LOCKED: return "the token's PIN is locked"
         case GNUTLS_E_PKCS11_PIN_EXPIRED: return "the token's PIN has expired"
         case GNUTLS_E_PKCS11_REQUESTED_OBJECT_NOT_AVAILBLE, GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE:
+            // The second is what GnuTLS returns when it logged in to the token and still found no such object.
             return "no such object in any token (check the token and object names, and that a PIN is given for a private key)"
         case GNUTLS_E_PKCS11_TOKEN_ERROR, GNUTLS_E_PKCS11_SLOT_ERROR:
             return "the token is not available"
@@ -191,7 +198,8 @@ final class PINSource {
 }
 
 /// GnuTLS asks for a PIN: a fixed PIN is given once (a wrong one is not retried, so a token is never locked by
-/// repeated attempts); a callback is asked each time with the attempt number.
+/// repeated attempts); a callback is asked each time with the attempt number, at most
+/// `PIN.maximumAttempts` times.
 func tlsPINCallback(
     _ userdata: UnsafeMutableRawPointer?, _ attempt: Int32, _ tokenURL: UnsafePointer<CChar>?,
     _ tokenLabel: UnsafePointer<CChar>?, _ flags: UInt32, _ pin: UnsafeMutablePointer<CChar>?, _ pinMax: Int
@@ -203,7 +211,9 @@ func tlsPINCallback(
     case .value(let value):
         text = attempt == 0 && flags & UInt32(GNUTLS_PIN_WRONG.rawValue) == 0 ? value : nil
     case .callback(let ask):
-        text = ask(tokenLabel.map { String(cString: $0) } ?? "", Int(attempt) + 1)
+        // GnuTLS asks again after every wrong PIN, without end: stop before a token that counts them locks.
+        text = attempt < TLSConfiguration.Identity.PIN.maximumAttempts
+            ? ask(tokenLabel.map { String(cString: $0) } ?? "", Int(attempt) + 1) : nil
     }
     guard let text else { return GNUTLS_E_PKCS11_PIN_ERROR }
     let bytes = Array(text.utf8)
