@@ -360,3 +360,24 @@ import Testing
         #expect(reloads > 0 && reloadable.generation == reloads)
     }
 }
+
+@Suite struct CertificateRequestTests {
+    let pki = TestPKI.shared
+
+    @Test("CA names in the certificate request are a setting: off, a client from another CA sends its certificate and is refused for its issuer; on, a GnuTLS client withholds it")
+    func caNamesInTheCertificateRequest() throws {
+        var server = pki.serverConfiguration(clientAuthentication: .requireAndVerify)
+        let silent = try SessionPair(client: pki.clientConfiguration(identity: pki.otherClient), server: server)
+        #expect(!silent.handshake())
+        #expect(silent.serverError?.kind == .verification)
+        #expect(silent.serverError?.verification?.reasons == [.untrustedIssuer])
+
+        server.sendsCertificateAuthorityNames = true
+        let named = try SessionPair(client: pki.clientConfiguration(identity: pki.otherClient), server: server)
+        #expect(!named.handshake())
+        #expect(named.serverError?.kind == .certificateRequired)
+        // A client from the listed CA still gets in.
+        let trusted = try SessionPair(client: pki.clientConfiguration(identity: pki.client), server: server)
+        #expect(trusted.handshake(), "\(String(describing: trusted.serverError))")
+    }
+}
