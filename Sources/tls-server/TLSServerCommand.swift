@@ -122,6 +122,7 @@ struct TLSServerCommand: ParsableCommand {
         warnIfOthersCanReadKey(key, output: output)
         for warning in policyWarnings(context) { output.error(warning) }
         if let keyLog { output.error(keyLog.warning) }
+        if let warning = keyLogEnvironmentWarning(keylogfile: keylogfile) { output.error(warning) }
         let host = unbracketed(self.host)
 
         // Blocked once start-up I/O is done (a signal must still stop a read that hangs) and before any thread

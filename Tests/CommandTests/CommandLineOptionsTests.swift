@@ -306,6 +306,31 @@ struct CommandLineOptionsTests {
         #expect(bySide.count == 2 && bySide[0] == bySide[1], "client and server must log the same secrets")
     }
 
+    @Test("SSLKEYLOGFILE, which GnuTLS honours silently, is warned about; with --keylogfile it is not used")
+    func sslKeyLogFileEnvironment() async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(files.serverArguments(), directory: files.url)
+        defer { server.kill() }
+        let environmentFile = files.path("env-keys.txt")
+        let client = try Binaries.url(of: "tls-client").path
+        let arguments = ["SSLKEYLOGFILE=\(environmentFile)", client, "--port", "\(server.port)", "--cafile", files.path("ca.crt")]
+        let warned = try await runTool("/usr/bin/env", arguments)
+        expectSuccessfulExchange(warned)
+        #expect(
+            warned.errorLines == [
+                "Warning: SSLKEYLOGFILE is set: GnuTLS writes the session secrets to '\(environmentFile)'; anyone with "
+                    + "that file and a capture can read the traffic"
+            ], "\(warned)")
+        let written = try String(contentsOfFile: environmentFile, encoding: .utf8).split(separator: "\n")
+        #expect(written.count == 5, "\(written)")
+
+        try FileManager.default.removeItem(atPath: environmentFile)
+        let replaced = try await runTool("/usr/bin/env", arguments + ["--keylogfile", files.path("keys.txt")])
+        expectSuccessfulExchange(replaced)
+        #expect(!FileManager.default.fileExists(atPath: environmentFile), "SSLKEYLOGFILE was still written")
+        #expect(!replaced.errorOutput.contains("SSLKEYLOGFILE"), "\(replaced)")
+    }
+
     // MARK: The server's lines
 
     @Test("The connection line carries version, suite and client subject; refusals say which side refused")
