@@ -75,18 +75,12 @@ func tlsSessionClientHook(
     return 0
 }
 
-/// Verify-if-given: a client that sends no certificate passes; one that sends a certificate must verify, as
-/// `gnutls_session_set_verify_cert2` would verify it (chain and client-authentication purpose).
-func tlsSessionVerifyIfGiven(_ session: gnutls_session_t?) -> Int32 {
-    guard let session, let owner = owner(of: session), let verification = owner.peerVerification else {
-        return GNUTLS_E_CERTIFICATE_ERROR
-    }
-    var count: UInt32 = 0
-    guard gnutls_certificate_get_peers(session, &count) != nil, count > 0 else { return 0 }
-    let result = verification.verifyPeer(of: session)
-    if result.code == 0 && result.status == 0 { return 0 }
-    owner.callbackVerifyResult = result
-    return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR
+/// Our verify callback (see ``TLSSession/verifyInCallback()``): verify-if-given (a client that sends no
+/// certificate passes; one that sends a certificate must verify, as `gnutls_session_set_verify_cert2` would verify
+/// it), and the checks made on top of GnuTLS's verification.
+func tlsSessionVerifyPeer(_ session: gnutls_session_t?) -> Int32 {
+    guard let session, let owner = owner(of: session) else { return GNUTLS_E_CERTIFICATE_ERROR }
+    return owner.verifyInCallback()
 }
 
 /// Reads the versions a ClientHello offers before GnuTLS processes it (see ``ClientHelloVersions``).

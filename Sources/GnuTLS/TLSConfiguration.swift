@@ -16,14 +16,6 @@ public struct TLSConfiguration: Sendable {
         case server
     }
 
-    /// This side's certificate chain and private key.
-    public enum Identity: Sendable {
-        /// PEM or DER files: the chain (leaf first) and the key, with a password for an encrypted key.
-        case files(certificateChain: String, privateKey: String, password: String? = nil)
-        /// Certificates and key already in memory.
-        case certificates([Certificate], privateKey: PrivateKey)
-    }
-
     /// The certificate authorities trusted to vouch for the peer.
     public enum TrustRoots: Sendable {
         /// The operating system's store (on Debian, the ca-certificates bundle GnuTLS was built with).
@@ -130,8 +122,18 @@ public struct TLSConfiguration: Sendable {
 
     /// Client or server.
     public var role: Role
-    /// The certificate chain and key this side presents. Required for servers; optional for clients (mutual TLS).
-    public var identity: Identity?
+    /// The certificate chains and keys this side presents, each with its OCSP response. Servers need at least
+    /// one; a client presents the first (mutual TLS).
+    ///
+    /// A server serves the identity whose certificate names match the name the client asks for (SNI) and whose
+    /// key suits the client's signature algorithms, so an RSA and an ECDSA certificate for one name both work;
+    /// the first identity is served when the client sends no name or one that none covers.
+    public var identities: [Identity]
+    /// The first of ``identities``; setting it replaces them all.
+    public var identity: Identity? {
+        get { identities.first }
+        set { identities = newValue.map { [$0] } ?? [] }
+    }
     /// Who is trusted to vouch for the peer's certificate.
     public var trustRoots: TrustRoots
     /// How the server's certificate is checked (clients).
@@ -162,6 +164,25 @@ public struct TLSConfiguration: Sendable {
     ///
     /// - Warning: the lines are the session keys. Anyone who has them and a capture reads the traffic.
     public var keyLog: (@Sendable (String) -> Void)? = nil
+    /// Public keys the server's certificate must have one of (clients), checked *in addition to* chain and name
+    /// verification, as curl's `--pinnedpubkey sha256//...`. Empty: no pinning.
+    public var pinnedPublicKeys: [PublicKeyPin] = []
+    /// Whether the server must staple a valid OCSP response for its certificate (clients). Without it, a
+    /// response is still asked for and checked when it comes, and a certificate marked "must staple" (TLS
+    /// feature status_request) is refused without one.
+    public var requiresOCSPStaple = false
+    /// The application's own check of the peer's certificate chain, run after the library's verification
+    /// succeeded (or, when the peer is not verified, on whatever it sent). Its rejection ends the handshake
+    /// with a `bad_certificate` alert and an error of kind ``TLSError/Kind/rejectedByApplication``.
+    public var peerCheck: PeerCheck?
+    /// Whether a server's certificate request names the CAs it trusts (servers with client authentication).
+    /// Off by default: with it, a GnuTLS client withholds a certificate whose issuer is not listed, and the
+    /// refusal then reads "no certificate" instead of naming the untrusted issuer.
+    public var sendsCertificateAuthorityNames = false
+    /// Chooses the context for each connection from its ClientHello (servers): Python's `sni_callback`,
+    /// swift-nio-ssl's `sslContextCallback`. The answer may come later, from any thread; the handshake waits
+    /// for it (within the handshake timeout). Nil: every connection uses this configuration.
+    public var contextSelector: ContextSelector?
 
     /// A client configuration: verifies the server fully against the system trust store by default.
     public static func client(
@@ -173,7 +194,7 @@ public struct TLSConfiguration: Sendable {
         applicationProtocols: [String] = []
     ) -> TLSConfiguration {
         TLSConfiguration(
-            role: .client, identity: identity, trustRoots: trustRoots, certificateVerification: verification,
+            role: .client, identities: identity.map { [$0] } ?? [], trustRoots: trustRoots, certificateVerification: verification,
             clientAuthentication: .none, policy: policy, applicationProtocols: applicationProtocols,
             serverName: serverName, sessionTickets: true)
     }
@@ -188,8 +209,22 @@ public struct TLSConfiguration: Sendable {
         policy: ProtocolPolicy = .intermediate,
         applicationProtocols: [String] = []
     ) -> TLSConfiguration {
+        server(
+            identities: [identity], clientAuthentication: clientAuthentication, trustRoots: trustRoots,
+            policy: policy, applicationProtocols: applicationProtocols)
+    }
+
+    /// A server configuration with several identities, chosen per connection by the name the client asks for
+    /// (see ``identities``); the first is the default.
+    public static func server(
+        identities: [Identity],
+        clientAuthentication: ClientAuthentication = .none,
+        trustRoots: TrustRoots = .system,
+        policy: ProtocolPolicy = .intermediate,
+        applicationProtocols: [String] = []
+    ) -> TLSConfiguration {
         TLSConfiguration(
-            role: .server, identity: identity, trustRoots: trustRoots, certificateVerification: .full,
+            role: .server, identities: identities, trustRoots: trustRoots, certificateVerification: .full,
             clientAuthentication: clientAuthentication, policy: policy, applicationProtocols: applicationProtocols,
             serverName: nil, sessionTickets: true)
     }

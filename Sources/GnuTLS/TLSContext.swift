@@ -22,8 +22,12 @@ public final class TLSContext: @unchecked Sendable {
     public var role: TLSConfiguration.Role { configuration.role }
     /// The number of trust anchors loaded (from the system store or the configured file or certificates).
     public let trustAnchorCount: Int
-    /// The certificate chain this side presents, if any (leaf first).
+    /// The certificate chain this side presents, if any (leaf first): the first of ``certificateChains``.
     public let certificateChain: [Certificate]
+    /// Every identity's chain, in the configuration's order.
+    public let certificateChains: [[Certificate]]
+    /// Every identity's stapled OCSP response as loaded (nil where none was given), in the same order.
+    public let ocspResponses: [OCSPStatus?]
 
     /// The TLS versions the priority string enables, newest first.
     public let enabledVersions: [TLSVersion]
@@ -53,10 +57,20 @@ public final class TLSContext: @unchecked Sendable {
     /// Nil otherwise; a client with full verification makes its own, with the server name.
     let sharedPeerVerification: PeerVerification?
 
+    /// Whether sessions check the peer beyond GnuTLS's verification (pins, a required OCSP staple, the
+    /// application's check), which takes our own verify callback.
+    let hasOwnPeerChecks: Bool
+
     /// Builds a context.
     ///
     /// - Throws: ``TLSError`` of kind ``TLSError/Kind/configuration`` naming what is wrong.
-    public init(configuration: TLSConfiguration) throws(TLSError) {
+    public convenience init(configuration: TLSConfiguration) throws(TLSError) {
+        try self.init(configuration: configuration, replacing: nil)
+    }
+
+    /// Builds a context that takes over from `previous` (a reload): it keeps the previous context's generated
+    /// session-ticket key, so that tickets issued before the reload still resume.
+    init(configuration: TLSConfiguration, replacing previous: TLSContext?) throws(TLSError) {
         self.configuration = configuration
         let protocols = configuration.applicationProtocols
         guard protocols.count <= 8 else {
@@ -65,8 +79,17 @@ public final class TLSContext: @unchecked Sendable {
         for name in protocols where name.utf8.isEmpty || name.utf8.count > 32 {
             throw TLSError.configuration("ALPN protocol '\(name)' must be 1 to 32 bytes long")
         }
-        if configuration.role == .server && configuration.identity == nil {
+        if configuration.role == .server && configuration.identities.isEmpty {
             throw TLSError.configuration("a server needs a certificate chain and private key")
+        }
+        if configuration.role == .client && configuration.identities.count > 1 {
+            throw TLSError.configuration("a client presents one certificate chain, not \(configuration.identities.count)")
+        }
+
+        hasOwnPeerChecks = !configuration.pinnedPublicKeys.isEmpty || configuration.peerCheck != nil
+            || (configuration.role == .client && configuration.requiresOCSPStaple)
+        if configuration.role == .server && !configuration.pinnedPublicKeys.isEmpty {
+            throw TLSError.configuration("public-key pins are for clients; a server checks client certificates with a peer check")
         }
 
         // Each handle's owner frees it if a later step throws.
@@ -76,7 +99,11 @@ public final class TLSContext: @unchecked Sendable {
         applicationProtocols = ApplicationProtocolList(protocols)
         enabledVersions = versions.sorted { $0.wireValue > $1.wireValue }
         enabledVersionBits = versions.reduce(0) { $0 | ClientHelloVersions.bit($1.wireValue) }
-        ticketKey = configuration.role == .server && configuration.sessionTickets ? try SessionTicketKey() : nil
+        if configuration.role == .server && configuration.sessionTickets {
+            if let carried = previous?.ticketKey { ticketKey = carried } else { ticketKey = try SessionTicketKey() }
+        } else {
+            ticketKey = nil
+        }
         keyLog = configuration.keyLog
         let depth = configuration.maximumVerificationDepth ?? VerificationFailure.maximumChainLength
         guard (1...VerificationFailure.maximumChainLength).contains(depth) else {
@@ -102,11 +129,10 @@ public final class TLSContext: @unchecked Sendable {
             sharedPeerVerification = nil
         }
 
-        if let identity = configuration.identity {
-            certificateChain = try TLSContext.loadIdentity(identity, into: credentials.handle)
-        } else {
-            certificateChain = []
-        }
+        let loaded = try IdentityLoader.load(configuration.identities, into: credentials)
+        certificateChains = loaded.map(\.chain)
+        certificateChain = certificateChains.first ?? []
+        ocspResponses = loaded.map(\.ocsp)
         trustAnchorCount = try TLSContext.loadTrust(configuration, into: credentials.handle)
         if trustAnchorCount > 0 {
             try TLSContext.loadRevocation(lists, depth: depth, into: credentials.handle)
@@ -131,65 +157,6 @@ public final class TLSContext: @unchecked Sendable {
         let session = try makeSession(serverName: serverName)
         if let resumptionData { try session.setResumptionData(resumptionData) }
         return session
-    }
-
-    private static func loadIdentity(
-        _ identity: TLSConfiguration.Identity, into credentials: gnutls_certificate_credentials_t
-    ) throws(TLSError) -> [Certificate] {
-        let chain: [Certificate]
-        let key: X509PrivateKey
-        let keySource: String
-        let chainSource: String
-        switch identity {
-        case .files(let chainPath, let keyPath, let password):
-            chain = try Certificate.load(file: chainPath)
-            let bytes = try CredentialFile.read(keyPath, what: "private key file")
-            keySource = "private key file '\(keyPath)'"
-            chainSource = "certificate file '\(chainPath)'"
-            key = try X509PrivateKey(bytes: bytes, password: password, source: keySource)
-        case .certificates(let certificates, let privateKey):
-            guard !certificates.isEmpty else {
-                throw TLSError.configuration("the identity holds no certificate")
-            }
-            chain = certificates
-            keySource = "the private key"
-            chainSource = "the certificate chain"
-            key = try X509PrivateKey(bytes: privateKey.pkcs8DERBytes, password: nil, source: keySource)
-        }
-        var handles: [X509Certificate] = []
-        for (index, certificate) in chain.enumerated() {
-            let handle = try X509Certificate(der: certificate.derBytes, source: chainSource)
-            // GnuTLS 3.7.9's gnutls_certificate_set_x509_key accepts a chain certificate whose public key it cannot
-            // use (an unknown algorithm, an unsupported curve), and the key pair it then stores is never freed
-            // (found by the fuzz-certificate target). Such a chain cannot be used anyway: refuse it first.
-            guard gnutls_x509_crt_get_pk_algorithm(handle.crt, nil) > 0 else {
-                throw TLSError.configuration(
-                    "certificate \(index + 1) in \(chainSource) has a public-key algorithm GnuTLS does not support")
-            }
-            var publicKey: gnutls_pubkey_t?
-            guard gnutls_pubkey_init(&publicKey) == 0, let publicKey else {
-                throw TLSError.configuration("cannot allocate a public key")
-            }
-            let imported = gnutls_pubkey_import_x509(publicKey, handle.crt, 0)
-            gnutls_pubkey_deinit(publicKey)
-            guard imported == 0 else {
-                throw TLSError.configuration(
-                    "certificate \(index + 1) in \(chainSource) has a public key GnuTLS cannot use "
-                        + "(for example an unsupported curve)", code: imported)
-            }
-            handles.append(handle)
-        }
-        var crts: [gnutls_x509_crt_t?] = handles.map { $0.crt }
-        let rc = gnutls_certificate_set_x509_key(credentials, &crts, Int32(crts.count), key.key)
-        withExtendedLifetime(handles) {}
-        guard rc >= 0 else {
-            if rc == GNUTLS_E_CERTIFICATE_KEY_MISMATCH {
-                throw TLSError.configuration(
-                    "\(keySource) does not match the certificate in \(chainSource)", code: rc)
-            }
-            throw TLSError.configuration("cannot use \(chainSource) with \(keySource): \(TLSError.message(of: rc))", code: rc)
-        }
-        return chain
     }
 
     private static func loadTrust(

@@ -24,6 +24,9 @@ extension TLSError {
     /// - Returns: the error, and the alert to answer the peer with.
     static func session(code rc: Int32, in session: TLSSession, context description: String) -> (TLSError, PeerAlert) {
         let role = session.context.configuration.role
+        if let failure = session.callbackFailure {
+            return (failure, .appropriate)
+        }
         if rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR || rc == GNUTLS_E_CERTIFICATE_ERROR {
             let chain = session.peerCertificates
             let error: TLSError

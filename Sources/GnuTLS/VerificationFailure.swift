@@ -38,6 +38,14 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
         case depthExceeded(limit: Int, sent: Int)
         /// The peer sent no certificate although one was required.
         case noCertificate
+        /// The certificate's public key is none of the pinned ones (``TLSConfiguration/pinnedPublicKeys``).
+        case publicKeyNotPinned(presented: PublicKeyPin, expected: [PublicKeyPin])
+        /// No valid OCSP response was stapled, and one is required: by the certificate itself (its TLS feature
+        /// extension says "must staple") or by the configuration (``TLSConfiguration/requiresOCSPStaple``).
+        case ocspStapleMissing(certificateRequiresIt: Bool)
+        /// The stapled OCSP response is not valid: not signed by the issuer, for another certificate, or
+        /// out of date.
+        case invalidOCSPResponse
         /// Another reason, as GnuTLS words it.
         case other(String)
 
@@ -64,6 +72,15 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
                 return "the chain is longer than \(VerificationFailure.maximumChainLength) certificates "
                     + "(the peer sent \(count))"
             case .noCertificate: return "the peer sent no certificate"
+            case .publicKeyNotPinned(let presented, let expected):
+                return "certificate's public key \(presented) is not pinned (expected "
+                    + expected.map(\.description).joined(separator: " or ") + ")"
+            case .ocspStapleMissing(let certificateRequiresIt):
+                return certificateRequiresIt
+                    ? "certificate requires a stapled OCSP response (must-staple) and the server sent none that is valid"
+                    : "no valid stapled OCSP response, and one is required"
+            case .invalidOCSPResponse:
+                return "the stapled OCSP response is not valid (wrong signer, another certificate, or out of date)"
             case .other(let text): return text
             }
         }
@@ -223,6 +240,8 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
             reasons.append(.invalidIssuer)
         }
         if has(GNUTLS_CERT_PURPOSE_MISMATCH) { reasons.append(.wrongPurpose) }
+        if has(GNUTLS_CERT_MISSING_OCSP_STATUS) { reasons.append(.ocspStapleMissing(certificateRequiresIt: true)) }
+        if has(GNUTLS_CERT_INVALID_OCSP_STATUS) { reasons.append(.invalidOCSPResponse) }
         if reasons.isEmpty {
             var text = gnutls_datum_t()
             if gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) == 0,

@@ -16,6 +16,7 @@ public struct TLSHandshakeInfo: Sendable, Equatable {
         let peerCertificates: [Certificate]
         let requestedServerName: String?
         let serverNameAcknowledged: Bool
+        let stapledOCSPResponse: OCSPStatus?
 
         init(_ session: TLSSession) {
             version = session.negotiatedVersion
@@ -26,6 +27,7 @@ public struct TLSHandshakeInfo: Sendable, Equatable {
             peerCertificates = session.peerCertificates
             requestedServerName = session.requestedServerName
             serverNameAcknowledged = session.serverNameAcknowledged
+            stapledOCSPResponse = session.stapledOCSPResponse
         }
     }
 
@@ -51,6 +53,8 @@ public struct TLSHandshakeInfo: Sendable, Equatable {
     public var requestedServerName: String? { storage.requestedServerName }
     /// Whether the server acknowledged the SNI name the client sent (clients).
     public var serverNameAcknowledged: Bool { storage.serverNameAcknowledged }
+    /// The OCSP response the server stapled (clients), decoded; nil if it sent none.
+    public var stapledOCSPResponse: OCSPStatus? { storage.stapledOCSPResponse }
 
     public static func == (lhs: TLSHandshakeInfo, rhs: TLSHandshakeInfo) -> Bool {
         if lhs.storage === rhs.storage { return true }
@@ -60,5 +64,6 @@ public struct TLSHandshakeInfo: Sendable, Equatable {
             && a.applicationProtocol == b.applicationProtocol && a.isResumed == b.isResumed
             && a.peerCertificates == b.peerCertificates && a.requestedServerName == b.requestedServerName
             && a.serverNameAcknowledged == b.serverNameAcknowledged
+            && a.stapledOCSPResponse == b.stapledOCSPResponse
     }
 }

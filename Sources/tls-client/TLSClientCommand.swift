@@ -54,6 +54,14 @@ struct TLSClientCommand: AsyncParsableCommand {
             "INSECURE: append the session secrets to FILE (NSS key log format, for Wireshark); warns.", valueName: "file"))
     var keylogfile: String?
     @Option(help: "Seconds to wait for the connection, handshake and response.") var timeout = 10
+    @Option(
+        help: "Pin the server's public key, as curl: sha256//BASE64[;sha256//BASE64...] (checked on top of verification).")
+    var pinnedpubkey: String?
+    @Flag(help: "Require a valid stapled OCSP response (a must-staple certificate always requires one).")
+    var ocsp = false
+    @Option(help: "Print keying material exported with this label (RFC 5705), as 'Keying material: HEX'.")
+    var keymatexport: String?
+    @Option(help: "Bytes of keying material to export with --keymatexport.") var keymatexportlen = 20
 
     /// --host without brackets, or the host of --connect.
     var serverHost: String {
@@ -84,6 +92,16 @@ struct TLSClientCommand: AsyncParsableCommand {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1 to 65535, not \(port)") }
         if (cert == nil) != (key == nil) { throw ValidationError("--cert and --key go together") }
         guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 s") }
+        guard (1...65536).contains(keymatexportlen) else {
+            throw ValidationError("--keymatexportlen must be 1 to 65536, not \(keymatexportlen)")
+        }
+        if let pinnedpubkey {
+            do {
+                _ = try PublicKeyPin.parseList(pinnedpubkey)
+            } catch {
+                throw ValidationError("--pinnedpubkey: \(error.reason)")
+            }
+        }
     }
 
     func run() async throws {
@@ -141,6 +159,9 @@ struct TLSClientCommand: AsyncParsableCommand {
         configuration.revocationLists = crlfile.map { .file($0) }
         configuration.maximumVerificationDepth = verifyDepth
         if let keyLog { configuration.keyLog = { keyLog.append($0) } }
+        // Validated in validate().
+        configuration.pinnedPublicKeys = pinnedpubkey.flatMap { try? PublicKeyPin.parseList($0) } ?? []
+        configuration.requiresOCSPStaple = ocsp
         return configuration
     }
 
@@ -155,6 +176,10 @@ struct TLSClientCommand: AsyncParsableCommand {
             if verbose { printDetails(info, address: connection.remoteAddress, output: output) }
             if showcerts {
                 for certificate in info.peerCertificates { output.text(certificate.pemString) }
+            }
+            if let keymatexport {
+                let material = try await connection.exportKeyingMaterial(label: keymatexport, count: keymatexportlen)
+                output.line("Keying material: \(material.map { String(format: "%02X", $0) }.joined())")
             }
             if stream {
                 try await streamStandardIO(connection, output: output)
@@ -228,6 +253,15 @@ struct TLSClientCommand: AsyncParsableCommand {
         ]
         for (index, certificate) in info.peerCertificates.enumerated() {
             lines += certificateLines(certificate, index: index)
+        }
+        if let staple = info.stapledOCSPResponse {
+            lines.append("OCSP staple: \(staple)")
+        } else {
+            lines.append("OCSP staple: none")
+        }
+        if let pinnedpubkey {
+            let presented = info.peerCertificates.first.map { PublicKeyPin(certificate: $0).description } ?? "none"
+            lines.append("Public-key pin: matched \(presented) (pins: \(pinnedpubkey))")
         }
         lines.append(
             insecure

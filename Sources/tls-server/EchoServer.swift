@@ -8,7 +8,8 @@ import TLSCommandSupport
 
 /// The server's sockets and open connections: binds, counts connections against the limit, shuts down.
 final class EchoServer: Sendable {
-    let context: TLSContext
+    /// The current context, replaced on SIGHUP; each connection takes the one current when it is accepted.
+    let contexts: ReloadableTLSContext
     let group: MultiThreadedEventLoopGroup
     let output: ConsoleOutput
     let stream: Bool
@@ -27,10 +28,10 @@ final class EchoServer: Sendable {
     private let flushes = NIOLockedValueBox<RepeatedTask?>(nil)
 
     init(
-        context: TLSContext, group: MultiThreadedEventLoopGroup, output: ConsoleOutput, stream: Bool, quiet: Bool,
+        contexts: ReloadableTLSContext, group: MultiThreadedEventLoopGroup, output: ConsoleOutput, stream: Bool, quiet: Bool,
         maxConnections: Int, idleTimeout: TimeAmount, handshakeTimeout: TimeAmount
     ) {
-        self.context = context
+        self.contexts = contexts
         self.group = group
         self.output = output
         self.stream = stream
@@ -107,7 +108,7 @@ final class EchoServer: Sendable {
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(
             GnuTLSHandler(
-                context: context, handshakeTimeout: handshakeTimeout, shutdownTimeout: .seconds(3),
+                context: contexts.current, handshakeTimeout: handshakeTimeout, shutdownTimeout: .seconds(3),
                 idleTimeout: idleTimeout, allowHalfClosure: true))
         try sync.addHandler(
             EchoHandler(

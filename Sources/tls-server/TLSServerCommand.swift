@@ -19,7 +19,9 @@ struct TLSServerCommand: ParsableCommand {
             ', client SUBJECT' with a client certificate) once the handshake is done, reads the client's message, \
             prints 'Received: MESSAGE', sends the same bytes back, sends close_notify and closes. With --stream it echoes everything until the \
             client closes. On first run, with the default --cert/--key and no files there, it creates a development \
-            CA and server certificate under certs/ (testing only).
+            CA and server certificate under certs/ (testing only). SIGHUP rereads every certificate, key, --cafile \
+            and OCSP response: new connections get them, connections in flight keep theirs; a reload that fails \
+            keeps the previous ones and says why.
 
             Exit status: 0 after SIGINT or SIGTERM; 64 for a usage error (an unknown, missing, invalid or repeated \
             option); 1 when the server cannot start (a file, a priority string, the address).
@@ -32,8 +34,19 @@ struct TLSServerCommand: ParsableCommand {
     @Option(help: "Address to listen on ('[::1]' as well as '::1'); 'localhost' listens on 127.0.0.1 and ::1.")
     var host = "localhost"
     @Option(help: "TCP port; 0 picks any free port.") var port = 4443
-    @Option(help: "PEM certificate chain, leaf first.") var cert = TLSServerCommand.defaultCertificate
-    @Option(help: "PEM private key.") var key = TLSServerCommand.defaultKey
+    @Option(
+        help: ArgumentHelp(
+            "PEM certificate chain, leaf first, or a pkcs11: URL (default: \(TLSServerCommand.defaultCertificate)).",
+            discussion: "Repeat --cert and --key in pairs to serve several certificates: the one whose names match the "
+                + "client's SNI (and whose key suits its signature algorithms) is served, the first one otherwise."))
+    var cert: [String] = []
+    @Option(
+        help: ArgumentHelp(
+            "PEM private key for the --cert in the same position, or a pkcs11: URL (RFC 7512; the PIN in "
+                + "?pin-value= or ?pin-source=) (default: \(TLSServerCommand.defaultKey))."))
+    var key: [String] = []
+    @Option(help: "DER OCSP response to staple for the --cert in the same position (repeatable; reread on SIGHUP).")
+    var ocspResponse: [String] = []
     @Option(help: "PEM or DER trust anchors for client certificates.") var cafile: String?
     @Option(help: "A directory of CA files (PEM or DER, each file loaded) trusted for client certificates.")
     var capath: String?
@@ -65,15 +78,27 @@ struct TLSServerCommand: ParsableCommand {
         case none, optional, required
     }
 
+    /// The certificate files (or URLs), the default one when none is given.
+    var certificates: [String] { cert.isEmpty ? [Self.defaultCertificate] : cert }
+    /// The keys, in the same order.
+    var keys: [String] { key.isEmpty ? [Self.defaultKey] : key }
+
     func validate() throws {
-        // --cert/--key stay single options here; they may repeat once several certificates are chosen by SNI.
-        if let name = repeatedOption(
-            in: self, arguments: Array(CommandLine.arguments.dropFirst()), allowingRepeats: ["cert", "key"])
+        // --cert, --key and --ocsp-response repeat (in pairs, by SNI); every other option takes one value.
+        if let name = repeatedOption(in: self, arguments: Array(CommandLine.arguments.dropFirst()))
         {
             throw ValidationError("--\(name) was given more than once; it takes one value")
         }
         if let verifyDepth, !(1...16).contains(verifyDepth) {
             throw ValidationError("--verify-depth must be 1 to 16, not \(verifyDepth)")
+        }
+        guard cert.count == key.count else {
+            throw ValidationError(
+                "--cert and --key go in pairs: \(cert.count) --cert and \(key.count) --key given")
+        }
+        guard ocspResponse.count <= certificates.count else {
+            throw ValidationError(
+                "--ocsp-response is given \(ocspResponse.count) times for \(certificates.count) certificates")
         }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535, not \(port)") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
@@ -109,18 +134,18 @@ struct TLSServerCommand: ParsableCommand {
                         + "asked for, so \(unused.count == 1 ? "it has" : "they have") no effect")
             }
         }
-        let context: TLSContext
+        let contexts: ReloadableTLSContext
         let keyLog: KeyLogFile?
         do {
             try makeDevelopmentCertificatesIfNeeded(output)
             keyLog = try keylogfile.map { path throws(TLSError) in try KeyLogFile(path: path) }
-            context = try TLSContext(configuration: configuration(keyLog: keyLog))
+            contexts = try ReloadableTLSContext(configuration: configuration(keyLog: keyLog))
         } catch let error as TLSError {
             output.error("Error: \(error.reason)")
             throw ExitCode.failure
         }
-        warnIfOthersCanReadKey(key, output: output)
-        for warning in policyWarnings(context) { output.error(warning) }
+        for path in keys where !path.hasPrefix("pkcs11:") { warnIfOthersCanReadKey(path, output: output) }
+        for warning in policyWarnings(contexts.current) { output.error(warning) }
         if let keyLog { output.error(keyLog.warning) }
         if let warning = keyLogEnvironmentWarning(keylogfile: keylogfile) { output.error(warning) }
         let host = unbracketed(self.host)
@@ -131,7 +156,7 @@ struct TLSServerCommand: ParsableCommand {
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads ?? System.coreCount)
         let server = EchoServer(
-            context: context, group: group, output: output, stream: stream, quiet: quiet,
+            contexts: contexts, group: group, output: output, stream: stream, quiet: quiet,
             maxConnections: maxConnections, idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9)),
             handshakeTimeout: .nanoseconds(Int64(handshakeTimeout * 1e9)))
         do {
@@ -143,7 +168,16 @@ struct TLSServerCommand: ParsableCommand {
             throw ExitCode.failure
         }
 
-        signals.wait()
+        // SIGHUP rereads every file; SIGINT and SIGTERM stop.
+        while signals.wait() == SIGHUP {
+            do {
+                let context = try contexts.reload()
+                let count = context.certificateChains.count
+                output.line("tls-server: reloaded \(count) certificate\(count == 1 ? "" : "s")")
+            } catch {
+                output.line("tls-server: reload failed: \(error.reason); keeping the previous certificates")
+            }
+        }
         output.line("tls-server: shutting down")
         server.shutdown()
     }
@@ -157,8 +191,15 @@ struct TLSServerCommand: ParsableCommand {
         case .required: clientAuthentication = .requireAndVerify
         }
         let trust = trustRoots(cafile: cafile, capath: capath, addCAFiles: addCafile)
+        let identities = zip(certificates, keys).enumerated().map { index, pair in
+            let (chain, key) = pair
+            return TLSConfiguration.Identity(
+                certificateChain: chain.hasPrefix("pkcs11:") ? .pkcs11(url: chain) : .file(chain),
+                privateKey: key.hasPrefix("pkcs11:") ? .pkcs11(url: key, pin: nil) : .file(key, password: nil),
+                ocspResponse: index < ocspResponse.count ? .file(ocspResponse[index]) : nil)
+        }
         var configuration = TLSConfiguration.server(
-            identity: .files(certificateChain: cert, privateKey: key),
+            identities: identities,
             clientAuthentication: clientAuthentication,
             trustRoots: trust.primary,
             policy: protocolPolicy(priority),
@@ -173,7 +214,9 @@ struct TLSServerCommand: ParsableCommand {
     /// First run: with the default --cert/--key and neither file present, create a development CA and a server
     /// certificate for localhost, 127.0.0.1 and ::1 under certs/.
     func makeDevelopmentCertificatesIfNeeded(_ output: ConsoleOutput) throws {
-        guard cert == Self.defaultCertificate && key == Self.defaultKey else { return }
+        guard cert.isEmpty && key.isEmpty else { return }
+        let cert = Self.defaultCertificate
+        let key = Self.defaultKey
         let manager = FileManager.default
         let haveCertificate = manager.fileExists(atPath: cert)
         let haveKey = manager.fileExists(atPath: key)
@@ -201,7 +244,7 @@ struct TLSServerCommand: ParsableCommand {
     }
 }
 
-/// SIGINT and SIGTERM, blocked in every thread and taken by the main thread with sigwait; SIGPIPE ignored.
+/// SIGINT, SIGTERM and SIGHUP, blocked in every thread and taken by the main thread with sigwait; SIGPIPE ignored.
 struct TerminationSignals {
     private var set = sigset_t()
 
@@ -211,14 +254,16 @@ struct TerminationSignals {
         sigemptyset(&signals.set)
         sigaddset(&signals.set, SIGINT)
         sigaddset(&signals.set, SIGTERM)
+        sigaddset(&signals.set, SIGHUP)
         pthread_sigmask(SIG_BLOCK, &signals.set, nil)
         return signals
     }
 
-    /// Returns when SIGINT or SIGTERM arrives.
-    func wait() {
+    /// Returns the signal when SIGINT, SIGTERM or SIGHUP arrives.
+    func wait() -> Int32 {
         var set = self.set
         var number: Int32 = 0
         while sigwait(&set, &number) != 0 {}
+        return number
     }
 }

@@ -17,7 +17,7 @@ private func serverChain(_ files: TestFiles) throws -> [Certificate] {
 }
 
 /// The test CA, able to sign a CRL.
-private func testCA(_ files: TestFiles) throws -> CertificateAuthority {
+private func signingCA(_ files: TestFiles) throws -> CertificateAuthority {
     let certificate = try #require(try Certificate.load(file: files.path("ca.crt")).first)
     return CertificateAuthority(certificate: certificate, privateKey: try PrivateKey(file: files.path("ca.key")))
 }
@@ -87,11 +87,11 @@ struct CommandLineOptionsTests {
         let files = try TestFiles()
         let leaf = try #require(try serverChain(files).first)
         let revokedAt = Date(timeIntervalSince1970: 1_780_000_000)
-        let crl = try testCA(files).revocationList(revoking: [leaf], revokedAt: revokedAt)
+        let crl = try signingCA(files).revocationList(revoking: [leaf], revokedAt: revokedAt)
         try CertificateRevocationList.writePEM([crl], toFile: files.path("crl.pem"))
         try Data(crl.derBytes).write(to: files.url.appendingPathComponent("crl.der"))
         // A CRL of the same CA that revokes someone else.
-        let other = try testCA(files).revocationList(
+        let other = try signingCA(files).revocationList(
             revoking: [try #require(try Certificate.load(file: files.path("client.crt")).first)])
         try CertificateRevocationList.writePEM([other], toFile: files.path("other-crl.pem"))
 
@@ -149,7 +149,7 @@ struct CommandLineOptionsTests {
     func revokedClientIsRefused() async throws {
         let files = try TestFiles()
         let client = try #require(try Certificate.load(file: files.path("client.crt")).first)
-        let crl = try testCA(files).revocationList(revoking: [client])
+        let crl = try signingCA(files).revocationList(revoking: [client])
         try CertificateRevocationList.writePEM([crl], toFile: files.path("crl.pem"))
         let server = try await ServerProcess.start(
             files.serverArguments()
