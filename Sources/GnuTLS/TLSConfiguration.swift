@@ -149,21 +149,6 @@ public struct TLSConfiguration: Sendable {
     public var serverName: String?
     /// Whether a server issues session tickets so clients can resume sessions without a full handshake.
     public var sessionTickets: Bool
-    /// Trust anchors added to ``trustRoots`` rather than replacing them: `trustRoots: .system` with
-    /// `additionalTrustRoots: [.file("corp-ca.crt")]` trusts the system store *and* that file (as Python's
-    /// `load_verify_locations` after `create_default_context`, or swift-nio-ssl's `additionalTrustRoots`).
-    public var additionalTrustRoots: [TrustRoots] = []
-    /// Revocation lists checked while verifying the peer's chain.
-    public var revocationLists: [RevocationList] = []
-    /// The most certificates the peer's chain may hold, its leaf included; a longer chain is refused before it
-    /// is looked at. Nil: GnuTLS's default, ``VerificationFailure/maximumChainLength``. 1 to that value.
-    public var maximumVerificationDepth: Int? = nil
-    /// Called with one line in the NSS key log format (`LABEL CLIENT_RANDOM_HEX SECRET_HEX`, no newline) for
-    /// each secret a session derives, so that a capture can be decrypted (Wireshark's "(Pre)-Master-Secret log
-    /// filename"). Nil: no key log (GnuTLS's own `SSLKEYLOGFILE` handling is then left as it is).
-    ///
-    /// - Warning: the lines are the session keys. Anyone who has them and a capture reads the traffic.
-    public var keyLog: (@Sendable (String) -> Void)? = nil
     /// Public keys the server's certificate must have one of (clients), checked *in addition to* chain and name
     /// verification, as curl's `--pinnedpubkey sha256//...`. Empty: no pinning.
     public var pinnedPublicKeys: [PublicKeyPin] = []
@@ -183,6 +168,21 @@ public struct TLSConfiguration: Sendable {
     /// swift-nio-ssl's `sslContextCallback`. The answer may come later, from any thread; the handshake waits
     /// for it (within the handshake timeout). Nil: every connection uses this configuration.
     public var contextSelector: ContextSelector?
+    /// Trust anchors added to ``trustRoots`` rather than replacing them: `trustRoots: .system` with
+    /// `additionalTrustRoots: [.file("corp-ca.crt")]` trusts the system store *and* that file (as Python's
+    /// `load_verify_locations` after `create_default_context`, or swift-nio-ssl's `additionalTrustRoots`).
+    public var additionalTrustRoots: [TrustRoots] = []
+    /// Revocation lists checked while verifying the peer's chain.
+    public var revocationLists: [RevocationList] = []
+    /// The most certificates the peer's chain may hold, its leaf included; a longer chain is refused before it
+    /// is looked at. Nil: GnuTLS's default, ``VerificationFailure/maximumChainLength``. 1 to that value.
+    public var maximumVerificationDepth: Int? = nil
+    /// Called with one line in the NSS key log format (`LABEL CLIENT_RANDOM_HEX SECRET_HEX`, no newline) for
+    /// each secret a session derives, so that a capture can be decrypted (Wireshark's "(Pre)-Master-Secret log
+    /// filename"). Nil: no key log (GnuTLS's own `SSLKEYLOGFILE` handling is then left as it is).
+    ///
+    /// - Warning: the lines are the session keys. Anyone who has them and a capture reads the traffic.
+    public var keyLog: (@Sendable (String) -> Void)? = nil
 
     /// A client configuration: verifies the server fully against the system trust store by default.
     public static func client(

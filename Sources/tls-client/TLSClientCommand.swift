@@ -155,13 +155,13 @@ struct TLSClientCommand: AsyncParsableCommand {
             identity: cert.map { .files(certificateChain: $0, privateKey: key ?? "") },
             policy: protocolPolicy(priority),
             applicationProtocols: alpn.map { $0.split(separator: ",").map(String.init) } ?? [])
+        // Validated in validate().
+        configuration.pinnedPublicKeys = pinnedpubkey.flatMap { try? PublicKeyPin.parseList($0) } ?? []
+        configuration.requiresOCSPStaple = ocsp
         configuration.additionalTrustRoots = trust.additional
         configuration.revocationLists = crlfile.map { .file($0) }
         configuration.maximumVerificationDepth = verifyDepth
         if let keyLog { configuration.keyLog = { keyLog.append($0) } }
-        // Validated in validate().
-        configuration.pinnedPublicKeys = pinnedpubkey.flatMap { try? PublicKeyPin.parseList($0) } ?? []
-        configuration.requiresOCSPStaple = ocsp
         return configuration
     }
 
@@ -174,12 +174,12 @@ struct TLSClientCommand: AsyncParsableCommand {
         ) { connection in
             let info = connection.info
             if verbose { printDetails(info, address: connection.remoteAddress, output: output) }
-            if showcerts {
-                for certificate in info.peerCertificates { output.text(certificate.pemString) }
-            }
             if let keymatexport {
                 let material = try await connection.exportKeyingMaterial(label: keymatexport, count: keymatexportlen)
                 output.line("Keying material: \(material.map { String(format: "%02X", $0) }.joined())")
+            }
+            if showcerts {
+                for certificate in info.peerCertificates { output.text(certificate.pemString) }
             }
             if stream {
                 try await streamStandardIO(connection, output: output)

@@ -84,14 +84,6 @@ struct TLSServerCommand: ParsableCommand {
     var keys: [String] { key.isEmpty ? [Self.defaultKey] : key }
 
     func validate() throws {
-        // --cert, --key and --ocsp-response repeat (in pairs, by SNI); every other option takes one value.
-        if let name = repeatedOption(in: self, arguments: Array(CommandLine.arguments.dropFirst()))
-        {
-            throw ValidationError("--\(name) was given more than once; it takes one value")
-        }
-        if let verifyDepth, !(1...16).contains(verifyDepth) {
-            throw ValidationError("--verify-depth must be 1 to 16, not \(verifyDepth)")
-        }
         guard cert.count == key.count else {
             throw ValidationError(
                 "--cert and --key go in pairs: \(cert.count) --cert and \(key.count) --key given")
@@ -99,6 +91,16 @@ struct TLSServerCommand: ParsableCommand {
         guard ocspResponse.count <= certificates.count else {
             throw ValidationError(
                 "--ocsp-response is given \(ocspResponse.count) times for \(certificates.count) certificates")
+        }
+        // --cert, --key and --ocsp-response repeat in pairs (several certificates chosen by SNI).
+        if let name = repeatedOption(
+            in: self, arguments: Array(CommandLine.arguments.dropFirst()),
+            allowingRepeats: ["cert", "key", "ocsp-response"])
+        {
+            throw ValidationError("--\(name) was given more than once; it takes one value")
+        }
+        if let verifyDepth, !(1...16).contains(verifyDepth) {
+            throw ValidationError("--verify-depth must be 1 to 16, not \(verifyDepth)")
         }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535, not \(port)") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
@@ -190,7 +192,6 @@ struct TLSServerCommand: ParsableCommand {
         case .optional: clientAuthentication = .verifyIfGiven
         case .required: clientAuthentication = .requireAndVerify
         }
-        let trust = trustRoots(cafile: cafile, capath: capath, addCAFiles: addCafile)
         let identities = zip(certificates, keys).enumerated().map { index, pair in
             let (chain, key) = pair
             return TLSConfiguration.Identity(
@@ -198,6 +199,7 @@ struct TLSServerCommand: ParsableCommand {
                 privateKey: key.hasPrefix("pkcs11:") ? .pkcs11(url: key, pin: nil) : .file(key, password: nil),
                 ocspResponse: index < ocspResponse.count ? .file(ocspResponse[index]) : nil)
         }
+        let trust = trustRoots(cafile: cafile, capath: capath, addCAFiles: addCafile)
         var configuration = TLSConfiguration.server(
             identities: identities,
             clientAuthentication: clientAuthentication,

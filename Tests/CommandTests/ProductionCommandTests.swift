@@ -21,7 +21,7 @@ func systemTool(_ name: String, package: String) throws -> String {
 }
 
 /// The CA of a `TestFiles` directory, to issue more certificates from it.
-func testCA(_ files: TestFiles) throws -> CertificateAuthority {
+func filesCA(_ files: TestFiles) throws -> CertificateAuthority {
     CertificateAuthority(
         certificate: try Certificate.load(file: files.path("ca.crt"))[0],
         privateKey: try PrivateKey(file: files.path("ca.key")))
@@ -78,7 +78,7 @@ struct ProductionCommandTests {
     @Test("Two certificates on one server: openssl s_client -servername and tls-client --servername get the right one; no SNI gets the first")
     func severalCertificatesBySNI() async throws {
         let files = try TestFiles()
-        let ca = try testCA(files)
+        let ca = try filesCA(files)
         try write(try ca.issue(commonName: "alpha.test", dnsNames: ["alpha.test"]), as: "alpha", in: files)
         try write(try ca.issue(commonName: "beta.test", dnsNames: ["beta.test"]), as: "beta", in: files)
         let server = try await ServerProcess.start(
@@ -101,7 +101,7 @@ struct ProductionCommandTests {
     @Test("An RSA and an ECDSA certificate for one name: a client that offers only ECDSA signatures gets the ECDSA one, an RSA-only client the RSA one")
     func rsaAndECDSAForOneName() async throws {
         let files = try TestFiles()
-        let ca = try testCA(files)
+        let ca = try filesCA(files)
         try write(try ca.issue(commonName: "localhost", dnsNames: ["localhost"], keyAlgorithm: .rsa(bits: 2048)), as: "rsa", in: files)
         let server = try await ServerProcess.start(
             ["--port", "0", "--cert", files.path("rsa.crt"), "--key", files.path("rsa.key"),
@@ -119,7 +119,7 @@ struct ProductionCommandTests {
     @Test("SIGHUP under load: every connection succeeds, later ones see the new certificate, one held open across the reload still gets its echo; a broken file keeps the old certificate and says why")
     func reloadUnderLoad() async throws {
         let files = try TestFiles()
-        let ca = try testCA(files)
+        let ca = try filesCA(files)
         let server = try await ServerProcess.start(files.serverArguments())
         defer { server.kill() }
         let before = try await runClient(port: server.port, files: files, ["--verbose"])
@@ -199,7 +199,7 @@ struct ProductionCommandTests {
     @Test("OCSP stapling: openssl s_client -status and gnutls-cli --ocsp see 'good'; tls-client --ocsp passes with the staple and fails without; must-staple without a staple is refused; a response for another certificate is refused at start")
     func ocspStapling() async throws {
         let files = try TestFiles()
-        let ca = try testCA(files)
+        let ca = try filesCA(files)
         let leaf = try Certificate.load(file: files.path("server.crt"))[0]
         let response = try await makeOCSPResponse(for: leaf, named: "server", in: files)
         let server = try await ServerProcess.start(files.serverArguments() + ["--ocsp-response", response])
