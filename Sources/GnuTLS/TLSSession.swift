@@ -407,7 +407,9 @@ public final class TLSSession {
 
     /// Whether the server answered the SNI name this client sent with its own server_name extension (RFC 6066),
     /// which says it used the name to choose its certificate. Clients only; false when no name was sent.
-    public internal(set) var serverNameAcknowledged = false
+    // Set only by the client's hook inside a GnuTLS call, read after it (the handshake info reads it on every
+    // connection, servers too): no dynamic exclusivity checks.
+    @exclusivity(unchecked) public internal(set) var serverNameAcknowledged = false
 
     /// Called by the ticket hook when a session ticket arrives.
     func noteTicket() { receivedTicket = true }
