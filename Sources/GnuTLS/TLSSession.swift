@@ -94,8 +94,9 @@ public final class TLSSession {
 
     init(context: TLSContext, serverName: String?) throws(TLSError) {
         self.context = context
-        let configuration = context.configuration
-        let isClient = configuration.role == .client
+        // The configuration's fields are read where they are needed, not copied whole into a local: a copy
+        // retains and releases each of its arrays, strings and closures, on every connection.
+        let isClient = context.role == .client
         var session: gnutls_session_t?
         let flags = UInt32(isClient ? GNUTLS_CLIENT : GNUTLS_SERVER) | UInt32(GNUTLS_NONBLOCK)
         var rc = gnutls_init(&session, flags)
@@ -122,13 +123,13 @@ public final class TLSSession {
             gnutls_session_set_keylog_function(session, tlsSessionKeyLog)
         }
 
-        if configuration.applicationProtocols.count > 0 { try configureApplicationProtocols() }
+        if context.applicationProtocols.count > 0 { try configureApplicationProtocols() }
 
         if isClient {
             try configureClient(serverName: serverName)
         } else {
             configureServer()
-            if configuration.contextSelector != nil { contextSelection = .waitingForHello }
+            if context.configuration.contextSelector != nil { contextSelection = .waitingForHello }
         }
     }
 
@@ -271,13 +272,12 @@ public final class TLSSession {
     }
 
     private func configureServer() {
-        let configuration = context.configuration
         gnutls_handshake_set_hook_function(
             session, UInt32(GNUTLS_HANDSHAKE_CLIENT_HELLO.rawValue), Int32(GNUTLS_HOOK_PRE), tlsSessionClientHelloHook)
         if let key = context.ticketKey {
             _ = gnutls_session_ticket_enable_server(session, key.pointer)
         }
-        switch configuration.clientAuthentication {
+        switch context.configuration.clientAuthentication {
         case .none:
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_IGNORE)
         case .requestWithoutVerification:
@@ -298,7 +298,8 @@ public final class TLSSession {
         }
         // By default the CertificateRequest names no CAs: a GnuTLS client would otherwise withhold a certificate
         // whose issuer is not listed, and a refusal would read "no certificate" instead of "untrusted issuer".
-        gnutls_certificate_send_x509_rdn_sequence(session, configuration.sendsCertificateAuthorityNames ? 0 : 1)
+        gnutls_certificate_send_x509_rdn_sequence(
+            session, context.configuration.sendsCertificateAuthorityNames ? 0 : 1)
     }
 
     // MARK: - Bytes in and out
@@ -408,7 +409,9 @@ public final class TLSSession {
 
     /// Whether the server answered the SNI name this client sent with its own server_name extension (RFC 6066),
     /// which says it used the name to choose its certificate. Clients only; false when no name was sent.
-    public internal(set) var serverNameAcknowledged = false
+    // Set only by the client's hook inside a GnuTLS call, read after it (the handshake info reads it on every
+    // connection, servers too): no dynamic exclusivity checks.
+    @exclusivity(unchecked) public internal(set) var serverNameAcknowledged = false
 
     /// Called by the ticket hook when a session ticket arrives.
     func noteTicket() { receivedTicket = true }

@@ -155,6 +155,16 @@ func optionName(_ property: String) -> String {
     return name
 }
 
+/// The warning for `SSLKEYLOGFILE`, which GnuTLS honours by itself, silently, when `--keylogfile` is not given
+/// (with `--keylogfile` the variable is ignored); nil when it is not set.
+public func keyLogEnvironmentWarning(keylogfile: String?) -> String? {
+    guard keylogfile == nil, let path = getenv("SSLKEYLOGFILE").map({ String(cString: $0) }), !path.isEmpty else {
+        return nil
+    }
+    return "Warning: SSLKEYLOGFILE is set: GnuTLS writes the session secrets to '\(path)'; anyone with that file "
+        + "and a capture can read the traffic"
+}
+
 /// The key log file of `--keylogfile`: NSS key log lines appended, the file created mode 0600.
 public final class KeyLogFile: Sendable {
     private let fd: Int32

@@ -131,6 +131,7 @@ struct TLSClientCommand: AsyncParsableCommand {
             if let key { warnIfOthersCanReadKey(key, output: output) }
             for warning in policyWarnings(context) { output.error(warning) }
             if let keyLog { output.error(keyLog.warning) }
+            if let warning = keyLogEnvironmentWarning(keylogfile: keylogfile) { output.error(warning) }
             try await withTimeout(stream ? nil : timeout) {
                 try await exchange(context: context, output: output)
             }

@@ -158,6 +158,7 @@ struct TLSServerCommand: ParsableCommand {
         for path in keys where !path.hasPrefix("pkcs11:") { warnIfOthersCanReadKey(path, output: output) }
         for warning in policyWarnings(contexts.current) { output.error(warning) }
         if let keyLog { output.error(keyLog.warning) }
+        if let warning = keyLogEnvironmentWarning(keylogfile: keylogfile) { output.error(warning) }
         let host = unbracketed(self.host)
         if let ticketKeyFile { warnIfOthersCanReadKey(ticketKeyFile, output: output, what: "session ticket key") }
 

@@ -17,7 +17,7 @@ private func serverChain(_ files: TestFiles) throws -> [Certificate] {
 }
 
 /// The test CA, able to sign a CRL.
-private func testCA(_ files: TestFiles) throws -> CertificateAuthority {
+private func signingCA(_ files: TestFiles) throws -> CertificateAuthority {
     let certificate = try #require(try Certificate.load(file: files.path("ca.crt")).first)
     return CertificateAuthority(certificate: certificate, privateKey: try PrivateKey(file: files.path("ca.key")))
 }
@@ -87,11 +87,11 @@ struct CommandLineOptionsTests {
         let files = try TestFiles()
         let leaf = try #require(try serverChain(files).first)
         let revokedAt = Date(timeIntervalSince1970: 1_780_000_000)
-        let crl = try testCA(files).revocationList(revoking: [leaf], revokedAt: revokedAt)
+        let crl = try signingCA(files).revocationList(revoking: [leaf], revokedAt: revokedAt)
         try CertificateRevocationList.writePEM([crl], toFile: files.path("crl.pem"))
         try Data(crl.derBytes).write(to: files.url.appendingPathComponent("crl.der"))
         // A CRL of the same CA that revokes someone else.
-        let other = try testCA(files).revocationList(
+        let other = try signingCA(files).revocationList(
             revoking: [try #require(try Certificate.load(file: files.path("client.crt")).first)])
         try CertificateRevocationList.writePEM([other], toFile: files.path("other-crl.pem"))
 
@@ -149,7 +149,7 @@ struct CommandLineOptionsTests {
     func revokedClientIsRefused() async throws {
         let files = try TestFiles()
         let client = try #require(try Certificate.load(file: files.path("client.crt")).first)
-        let crl = try testCA(files).revocationList(revoking: [client])
+        let crl = try signingCA(files).revocationList(revoking: [client])
         try CertificateRevocationList.writePEM([crl], toFile: files.path("crl.pem"))
         let server = try await ServerProcess.start(
             files.serverArguments()
@@ -304,6 +304,31 @@ struct CommandLineOptionsTests {
         }
         #expect(randoms.count == 1, "one connection has one client random: \(randoms)")
         #expect(bySide.count == 2 && bySide[0] == bySide[1], "client and server must log the same secrets")
+    }
+
+    @Test("SSLKEYLOGFILE, which GnuTLS honours silently, is warned about; with --keylogfile it is not used")
+    func sslKeyLogFileEnvironment() async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(files.serverArguments(), directory: files.url)
+        defer { server.kill() }
+        let environmentFile = files.path("env-keys.txt")
+        let client = try Binaries.url(of: "tls-client").path
+        let arguments = ["SSLKEYLOGFILE=\(environmentFile)", client, "--port", "\(server.port)", "--cafile", files.path("ca.crt")]
+        let warned = try await runTool("/usr/bin/env", arguments)
+        expectSuccessfulExchange(warned)
+        #expect(
+            warned.errorLines == [
+                "Warning: SSLKEYLOGFILE is set: GnuTLS writes the session secrets to '\(environmentFile)'; anyone with "
+                    + "that file and a capture can read the traffic"
+            ], "\(warned)")
+        let written = try String(contentsOfFile: environmentFile, encoding: .utf8).split(separator: "\n")
+        #expect(written.count == 5, "\(written)")
+
+        try FileManager.default.removeItem(atPath: environmentFile)
+        let replaced = try await runTool("/usr/bin/env", arguments + ["--keylogfile", files.path("keys.txt")])
+        expectSuccessfulExchange(replaced)
+        #expect(!FileManager.default.fileExists(atPath: environmentFile), "SSLKEYLOGFILE was still written")
+        #expect(!replaced.errorOutput.contains("SSLKEYLOGFILE"), "\(replaced)")
     }
 
     // MARK: The server's lines
