@@ -31,8 +31,13 @@ extension TLSConfiguration {
             /// The PIN itself.
             case value(String)
             /// Asked for when the token needs it: the token's label and the attempt (1 first) in, the PIN (or
-            /// nil to give up) out. Called on the thread that builds the context or signs.
+            /// nil to give up) out. Called on the thread that builds the context or signs. It is asked at most
+            /// ``PIN/maximumAttempts`` times in a row: GnuTLS would otherwise ask for as long as it answers,
+            /// until a token that counts wrong PINs locks itself.
             case callback(@Sendable (_ tokenLabel: String, _ attempt: Int) -> String?)
+
+            /// How many times a PIN callback is asked before the load fails with "the PIN is wrong".
+            public static let maximumAttempts = 3
         }
 
         /// A DER OCSP response for the leaf certificate, stapled to the handshake when a client asks for it.

@@ -112,6 +112,22 @@ public struct OCSPStatus: Sendable, Hashable, CustomStringConvertible {
         return status
     }
 
+    /// Whether a certificate carries the TLS feature status_request (RFC 7633, "must staple").
+    static func isMustStaple(der: [UInt8]) -> Bool {
+        guard let handle = try? X509Certificate(der: der, source: "certificate") else { return false }
+        var features: gnutls_x509_tlsfeatures_t?
+        guard gnutls_x509_tlsfeatures_init(&features) == 0, let features else { return false }
+        defer { gnutls_x509_tlsfeatures_deinit(features) }
+        guard gnutls_x509_crt_get_tlsfeatures(handle.crt, features, 0, nil) == 0 else { return false }
+        var index: UInt32 = 0
+        var feature: UInt32 = 0
+        while gnutls_x509_tlsfeatures_get(features, index, &feature) == 0 {
+            if feature == 5 { return true }
+            index += 1
+        }
+        return false
+    }
+
     /// Owns one `gnutls_ocsp_resp_t`.
     final class Handle {
         let resp: gnutls_ocsp_resp_t

@@ -42,6 +42,17 @@ enum PKCS11 {
         var owned = true
         defer { if owned { gnutls_privkey_deinit(key) } }
 
+        // A PIN file usually ends with a newline (`echo 1234 > pin`), which GnuTLS would send as part of the PIN:
+        // read it here, without the line ending.
+        var url = url
+        var pin = pin
+        if let (path, rest) = pinSource(in: url) {
+            let bytes = try CredentialFile.read(path, what: "PIN file")
+            var text = String(decoding: bytes, as: UTF8.self)
+            while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+            url = rest
+            pin = .value(text)
+        }
         if let pin {
             let box = PINSource(pin)
             credentials.retained.append(box)
@@ -49,6 +60,12 @@ enum PKCS11 {
         }
         rc = gnutls_privkey_import_url(key, url, 0)
         guard rc == 0 else {
+            // GnuTLS reports a login it could not try for want of a PIN as a wrong PIN.
+            if rc == GNUTLS_E_PKCS11_PIN_ERROR && pin == nil && !url.contains("pin-value=") && !url.contains("pin-source=") {
+                throw TLSError.configuration(
+                    "cannot load \(source): the token needs a PIN for it and none was given "
+                        + "(add pin-value or pin-source to the URL, or give a PIN)", code: rc)
+            }
             throw TLSError.configuration("cannot load \(source): \(explain(rc))", code: rc)
         }
         try checkSignature(key, matches: handles[0], keySource: source, chainSource: chainSource)
@@ -73,6 +90,39 @@ enum PKCS11 {
         // The credentials own the key and the certificates now.
         owned = false
         return rc
+    }
+
+    /// The file a URL's `pin-source` attribute names (`pin-source=FILE` or `pin-source=file:FILE`), and the URL
+    /// without it.
+    static func pinSource(in url: String) -> (path: String, url: String)? {
+        guard let question = url.firstIndex(of: "?") else { return nil }
+        let query = url[url.index(after: question)...].split(separator: "&", omittingEmptySubsequences: false)
+        guard let attribute = query.first(where: { $0.hasPrefix("pin-source=") }) else { return nil }
+        var path = String(attribute.dropFirst("pin-source=".count))
+        if path.hasPrefix("file:") { path.removeFirst("file:".count) }
+        path = percentDecoded(path)
+        let others = query.filter { !$0.hasPrefix("pin-source=") }
+        let base = String(url[..<question])
+        return (path, others.isEmpty ? base : base + "?" + others.joined(separator: "&"))
+    }
+
+    /// RFC 3986 percent-decoding (`%2F` is `/`); a malformed escape is left as it is.
+    static func percentDecoded(_ text: String) -> String {
+        var bytes: [UInt8] = []
+        let utf8 = Array(text.utf8)
+        var index = 0
+        while index < utf8.count {
+            if utf8[index] == UInt8(ascii: "%"), index + 2 < utf8.count,
+                let value = UInt8(String(decoding: utf8[(index + 1)...(index + 2)], as: UTF8.self), radix: 16)
+            {
+                bytes.append(value)
+                index += 3
+            } else {
+                bytes.append(utf8[index])
+                index += 1
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     private static func checkURL(_ url: String, source: String) throws(TLSError) {
@@ -130,6 +180,7 @@ enum PKCS11 {
         case GNUTLS_E_PKCS11_PIN_LOCKED: return "the token's PIN is locked"
         case GNUTLS_E_PKCS11_PIN_EXPIRED: return "the token's PIN has expired"
         case GNUTLS_E_PKCS11_REQUESTED_OBJECT_NOT_AVAILBLE, GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE:
+            // The second is what GnuTLS returns when it logged in to the token and still found no such object.
             return "no such object in any token (check the token and object names, and that a PIN is given for a private key)"
         case GNUTLS_E_PKCS11_TOKEN_ERROR, GNUTLS_E_PKCS11_SLOT_ERROR:
             return "the token is not available"
@@ -147,7 +198,8 @@ final class PINSource {
 }
 
 /// GnuTLS asks for a PIN: a fixed PIN is given once (a wrong one is not retried, so a token is never locked by
-/// repeated attempts); a callback is asked each time with the attempt number.
+/// repeated attempts); a callback is asked each time with the attempt number, at most
+/// `PIN.maximumAttempts` times.
 func tlsPINCallback(
     _ userdata: UnsafeMutableRawPointer?, _ attempt: Int32, _ tokenURL: UnsafePointer<CChar>?,
     _ tokenLabel: UnsafePointer<CChar>?, _ flags: UInt32, _ pin: UnsafeMutablePointer<CChar>?, _ pinMax: Int
@@ -159,7 +211,9 @@ func tlsPINCallback(
     case .value(let value):
         text = attempt == 0 && flags & UInt32(GNUTLS_PIN_WRONG.rawValue) == 0 ? value : nil
     case .callback(let ask):
-        text = ask(tokenLabel.map { String(cString: $0) } ?? "", Int(attempt) + 1)
+        // GnuTLS asks again after every wrong PIN, without end: stop before a token that counts them locks.
+        text = attempt < TLSConfiguration.Identity.PIN.maximumAttempts
+            ? ask(tokenLabel.map { String(cString: $0) } ?? "", Int(attempt) + 1) : nil
     }
     guard let text else { return GNUTLS_E_PKCS11_PIN_ERROR }
     let bytes = Array(text.utf8)

@@ -11,7 +11,8 @@ extension TLSConfiguration: CustomStringConvertible, CustomDebugStringConvertibl
             + "sessionTickets: \(sessionTickets), additionalTrustRoots: \(additionalTrustRoots), "
             + "revocationLists: \(revocationLists.count), "
             + "maximumVerificationDepth: \(maximumVerificationDepth.map(String.init) ?? "nil"), "
-            + "keyLog: \(keyLog == nil ? "nil" : "set"))"
+            + "keyLog: \(keyLog == nil ? "nil" : "set"), "
+            + "ticketKey: \(ticketKey.map(\.description) ?? "nil"))"
     }
 
     /// The same as ``description``.
@@ -28,6 +29,7 @@ extension TLSConfiguration: CustomStringConvertible, CustomDebugStringConvertibl
                 "sessionTickets": sessionTickets, "additionalTrustRoots": additionalTrustRoots,
                 "revocationLists": revocationLists.count, "maximumVerificationDepth": maximumVerificationDepth as Any,
                 "keyLog": keyLog == nil ? "nil" : "set",
+                "ticketKey": ticketKey as Any,
             ],
             displayStyle: .struct)
     }

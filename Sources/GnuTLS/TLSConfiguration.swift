@@ -183,6 +183,9 @@ public struct TLSConfiguration: Sendable {
     ///
     /// - Warning: the lines are the session keys. Anyone who has them and a capture reads the traffic.
     public var keyLog: (@Sendable (String) -> Void)? = nil
+    /// The session-ticket master key (servers): nil for a fresh random one per context; a shared one lets several
+    /// instances resume each other's sessions.
+    public var ticketKey: TicketKey? = nil
 
     /// A client configuration: verifies the server fully against the system trust store by default.
     public static func client(

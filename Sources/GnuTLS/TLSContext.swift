@@ -100,7 +100,12 @@ public final class TLSContext: @unchecked Sendable {
         enabledVersions = versions.sorted { $0.wireValue > $1.wireValue }
         enabledVersionBits = versions.reduce(0) { $0 | ClientHelloVersions.bit($1.wireValue) }
         if configuration.role == .server && configuration.sessionTickets {
-            if let carried = previous?.ticketKey { ticketKey = carried } else { ticketKey = try SessionTicketKey() }
+            // A generated key carries over a reload; a configured one is read again.
+            if configuration.ticketKey == nil, let carried = previous?.ticketKey {
+                ticketKey = carried
+            } else {
+                ticketKey = try SessionTicketKey(configuration.ticketKey)
+            }
         } else {
             ticketKey = nil
         }

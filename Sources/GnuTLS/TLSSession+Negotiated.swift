@@ -82,7 +82,19 @@ extension TLSSession {
     /// Whether a stapled OCSP response was received and verified (signed for the server's certificate, current,
     /// "good"). Only a verifying client checks one.
     public var isOCSPStapleVerified: Bool {
-        isHandshakeComplete && gnutls_ocsp_status_request_is_checked(session, 0) != 0
+        isHandshakeComplete && hasGoodOCSPStaple
+    }
+
+    /// Whether GnuTLS checked the stapled response (signed for the certificate, current, not "revoked") and it
+    /// says "good". GnuTLS's check also passes a response whose status is "unknown", which vouches for nothing.
+    var hasGoodOCSPStaple: Bool {
+        guard gnutls_ocsp_status_request_is_checked(session, 0) != 0 else { return false }
+        var datum = gnutls_datum_t()
+        guard gnutls_ocsp_status_request_get2(session, 0, &datum) == 0, let data = datum.data, datum.size > 0 else {
+            return false
+        }
+        let status = try? OCSPStatus(derBytes: Array(UnsafeBufferPointer(start: data, count: Int(datum.size))))
+        return status?.certificateStatus == .good
     }
 
     /// Derives keying material from the session's secrets (RFC 5705; RFC 8446 section 7.5 for TLS 1.3), for

@@ -262,7 +262,9 @@ public final class TLSSession {
     private func verifyPeer(with verification: PeerVerification?) {
         guard let verification else { preconditionFailure("the context made no verification data for this role") }
         peerVerification = verification
-        if context.hasOwnPeerChecks {
+        // A client always checks through our callback: GnuTLS refuses a must-staple certificate only when no
+        // staple came, and takes one that says "unknown" as checked.
+        if context.hasOwnPeerChecks || context.configuration.role == .client {
             gnutls_session_set_verify_function(session, tlsSessionVerifyPeer)
         } else {
             verification.install(on: session)
@@ -452,10 +454,15 @@ public final class TLSSession {
                 reason: "handshake failed: the \(whose)'s certificate was refused: \(failure)", verification: failure)
             return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR
         }
-        if configuration.role == .client && configuration.requiresOCSPStaple
-            && gnutls_ocsp_status_request_is_checked(session, 0) == 0
-        {
-            return refuse(.ocspStapleMissing(certificateRequiresIt: false), chain: peerCertificates)
+        if configuration.role == .client && sent && !hasGoodOCSPStaple {
+            // GnuTLS has refused a must-staple certificate without a staple, and one with a staple it could not
+            // check (invalid or revoked); what passes here is a missing staple or one that says "unknown".
+            if peerVerification != nil, OCSPStatus.isMustStaple(der: peerLeafDER) {
+                return refuse(.ocspStapleMissing(certificateRequiresIt: true), chain: peerCertificates)
+            }
+            if configuration.requiresOCSPStaple {
+                return refuse(.ocspStapleMissing(certificateRequiresIt: false), chain: peerCertificates)
+            }
         }
         if !configuration.pinnedPublicKeys.isEmpty, sent {
             let chain = peerCertificates
@@ -475,6 +482,13 @@ public final class TLSSession {
             }
         }
         return 0
+    }
+
+    /// The DER of the peer's certificate (empty if it sent none), copied without decoding the chain.
+    private var peerLeafDER: [UInt8] {
+        var count: UInt32 = 0
+        guard let list = gnutls_certificate_get_peers(session, &count), count > 0, let data = list[0].data else { return [] }
+        return Array(UnsafeBufferPointer(start: data, count: Int(list[0].size)))
     }
 
     /// GnuTLS's verdict on the peer's certificate, after `rc` ended the handshake: the return code of the

@@ -241,7 +241,11 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
         }
         if has(GNUTLS_CERT_PURPOSE_MISMATCH) { reasons.append(.wrongPurpose) }
         if has(GNUTLS_CERT_MISSING_OCSP_STATUS) { reasons.append(.ocspStapleMissing(certificateRequiresIt: true)) }
-        if has(GNUTLS_CERT_INVALID_OCSP_STATUS) { reasons.append(.invalidOCSPResponse) }
+        // GnuTLS marks a stapled response past its next update as superseded revocation data (this library
+        // loads no CRLs, the other source of that bit).
+        if has(GNUTLS_CERT_INVALID_OCSP_STATUS) || has(GNUTLS_CERT_REVOCATION_DATA_SUPERSEDED) {
+            reasons.append(.invalidOCSPResponse)
+        }
         if reasons.isEmpty {
             var text = gnutls_datum_t()
             if gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) == 0,

@@ -114,12 +114,12 @@ func errnoDescription(_ code: Int32) -> String {
 
 /// Warns on standard error, as ssh does, when a private key file can be read or changed by users other than its
 /// owner (and its group, which the ssl-cert convention uses for reading).
-public func warnIfOthersCanReadKey(_ path: String, output: ConsoleOutput) {
+public func warnIfOthersCanReadKey(_ path: String, output: ConsoleOutput, what: String = "private key") {
     var info = stat()
     guard stat(path, &info) == 0 else { return }
     let mode = info.st_mode & 0o777
     guard mode & 0o026 != 0 else { return }
     let octal = String(mode, radix: 8)
     let who = mode & 0o004 != 0 ? "every user of this machine can read it" : "users other than its owner can change it"
-    output.error("Warning: the private key '\(path)' has mode 0\(octal): \(who); chmod 600 '\(path)'")
+    output.error("Warning: the \(what) '\(path)' has mode 0\(octal): \(who); chmod 600 '\(path)'")
 }

@@ -14,7 +14,7 @@ struct TLSCerts: ParsableCommand {
             written; 64 for a usage error; 1 when a file cannot be read or written.
             """,
         version: LibraryVersion.description,
-        subcommands: [MakeCA.self, Issue.self])
+        subcommands: [MakeCA.self, Issue.self, TicketKey.self])
 }
 
 /// The options every subcommand checks the same way.
@@ -113,6 +113,30 @@ extension TLSCerts {
                 try issued.privateKey.write(toFile: out + ".key")
                 try Certificate.writePEM(issued.chain, toFile: out + ".crt")
                 print("wrote \(out).crt and \(out).key")
+            } catch {
+                fail(error)
+            }
+        }
+    }
+}
+
+extension TLSCerts {
+    struct TicketKey: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "ticket-key",
+            abstract: "Create a session-ticket master key file (mode 0600) to share between tls-server instances.",
+            discussion: """
+                The file holds 64 random bytes in base64. Give the same file to every instance behind one load \
+                balancer (tls-server --ticket-key-file FILE) so that a client resumes its session on any of them. \
+                Keep it as secret as a private key. An existing file is not replaced.
+                """)
+
+        @Option(help: "The file to write; it must not exist.") var out: String
+
+        func run() throws {
+            do {
+                try TLSConfiguration.TicketKey.writeNewKey(toFile: out)
+                print("wrote \(out)")
             } catch {
                 fail(error)
             }

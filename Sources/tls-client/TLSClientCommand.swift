@@ -63,6 +63,11 @@ struct TLSClientCommand: AsyncParsableCommand {
     var keymatexport: String?
     @Option(help: "Bytes of keying material to export with --keymatexport.") var keymatexportlen = 20
 
+    @Option(help: "Save the session to this file after the exchange (mode 0600), to resume it with --sess-in.")
+    var sessOut: String?
+    @Option(help: "Offer the session saved in this file (--sess-out); --verbose says whether it was resumed.")
+    var sessIn: String?
+
     /// --host without brackets, or the host of --connect.
     var serverHost: String {
         if let connect, case .success(let parsed) = splitHostAndPort(connect) { return parsed.host }
@@ -167,10 +172,21 @@ struct TLSClientCommand: AsyncParsableCommand {
 
     /// Connects, sends, and prints what comes back.
     func exchange(context: TLSContext, output: ConsoleOutput) async throws {
+        let saved = try sessIn.map(SessionFile.read)
+        if let saved, let sessIn {
+            // Checked before connecting, so that the error names the file.
+            do {
+                _ = try context.makeSession(serverName: servername ?? host, resumptionData: saved)
+            } catch {
+                throw TLSError(
+                    kind: .configuration,
+                    reason: "the session file '\(sessIn)' holds no session GnuTLS can use (\(error.reason))")
+            }
+        }
         try await TLSConnection.connect(
             host: serverHost, port: serverPort, context: context, serverName: servername ?? serverHost,
             connectTimeout: .seconds(Int64(timeout)), handshakeTimeout: .seconds(Int64(timeout)),
-            shutdownTimeout: .seconds(Int64(min(timeout, 3)))
+            shutdownTimeout: .seconds(Int64(min(timeout, 3))), resumptionData: saved
         ) { connection in
             let info = connection.info
             if verbose { printDetails(info, address: connection.remoteAddress, output: output) }
@@ -183,6 +199,7 @@ struct TLSClientCommand: AsyncParsableCommand {
             }
             if stream {
                 try await streamStandardIO(connection, output: output)
+                try await saveSession(connection, output: output)
                 return
             }
             let suite = info.cipherSuite ?? "?"
@@ -216,7 +233,18 @@ struct TLSClientCommand: AsyncParsableCommand {
                 output.error("Warning: the server closed the connection without close_notify; the response may be incomplete")
             }
             output.line("Response: \(String(decoding: response, as: UTF8.self))")
+            try await saveSession(connection, output: output)
         }
+    }
+
+    /// --sess-out: writes the session for a later --sess-in, or says why there is none.
+    func saveSession(_ connection: TLSConnection, output: ConsoleOutput) async throws {
+        guard let sessOut else { return }
+        guard let data = try await connection.resumptionData() else {
+            output.error("Warning: the server issued no session ticket; --sess-out '\(sessOut)' not written")
+            return
+        }
+        try SessionFile.write(data, to: sessOut)
     }
 
     /// --stream: standard input to the server, the server's bytes to standard output, until the server closes.

@@ -29,10 +29,14 @@ final class EchoHandler: ChannelDuplexHandler {
     private let openConnections: ConnectionCounter
 
     private let failures: FailureLog
+    /// Behind a balancer (--proxy-protocol): the client is named by the PROXY header, so its line waits for it.
+    private let proxied: Bool
 
     init(
-        stream: Bool, quiet: Bool, output: ConsoleOutput, failures: FailureLog, openConnections: ConnectionCounter
+        stream: Bool, quiet: Bool, output: ConsoleOutput, failures: FailureLog, openConnections: ConnectionCounter,
+        proxied: Bool = false
     ) {
+        self.proxied = proxied
         self.openConnections = openConnections
         self.failures = failures
         self.stream = stream
@@ -47,7 +51,7 @@ final class EchoHandler: ChannelDuplexHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         if !quiet {
             peer = context.channel.remoteAddress.map(EchoServer.format) ?? "unknown"
-            output.line("Connection from \(peer)")
+            if !proxied { output.line("Connection from \(peer)") }
         }
     }
 
@@ -101,6 +105,11 @@ final class EchoHandler: ChannelDuplexHandler {
         // Most events are of other types (NIO's TLSUserEvent and ChannelEvent): a comparison of types passes
         // them on without a dynamic cast that fails (a few hundred instructions each).
         guard type(of: event) == GnuTLSEvent.self else {
+            if proxied, let header = event as? ProxyHeader {
+                // The client the balancer relayed (LOCAL and UNKNOWN headers carry none: the peer is the balancer).
+                if let source = header.source { peer = source.description }
+                if !quiet { output.line("Connection from \(peer)") }
+            }
             context.fireUserInboundEventTriggered(event)
             return
         }
@@ -130,7 +139,7 @@ final class EchoHandler: ChannelDuplexHandler {
     private func report(_ what: String, reason: String, context: ChannelHandlerContext) {
         guard !reported else { return }
         reported = true
-        if quiet { peer = context.channel.remoteAddress.map(EchoServer.format) ?? "unknown" }
+        if quiet && peer == "unknown" { peer = context.channel.remoteAddress.map(EchoServer.format) ?? "unknown" }
         failures.line("Connection from \(peer) \(what)", reason: reason)
     }
 

@@ -73,6 +73,13 @@ struct TLSServerCommand: ParsableCommand {
     @Option(help: "Most connections open at once; more are refused with a log line.") var maxConnections = 10_000
     @Option(help: "Seconds a connection may stay idle before it is closed (fractions allowed).") var idleTimeout = 30.0
     @Option(help: "Seconds a client has to complete the handshake (fractions allowed).") var handshakeTimeout = 10.0
+    @Flag(help: "Expect a PROXY protocol v1 or v2 header first (from a load balancer); 'Connection from' names its client.")
+    var proxyProtocol = false
+    @Option(help: "Comma-separated networks (CIDR) allowed to send the PROXY header (default: loopback only).")
+    var proxyFrom: String?
+    @Flag(help: "Set SO_REUSEPORT, so that several processes can listen on the same port.") var reusePort = false
+    @Option(help: "Session-ticket master key file shared by several instances (make one: tls-certs ticket-key --out FILE).")
+    var ticketKeyFile: String?
 
     enum ClientPolicy: String, ExpressibleByArgument, CaseIterable {
         case none, optional, required
@@ -111,6 +118,8 @@ struct TLSServerCommand: ParsableCommand {
         guard handshakeTimeout >= 0.001, handshakeTimeout <= 86_400 else {
             throw ValidationError("--handshake-timeout must be 0.001 to 86400 seconds, not \(handshakeTimeout)")
         }
+        if proxyFrom != nil && !proxyProtocol { throw ValidationError("--proxy-from needs --proxy-protocol") }
+        _ = try proxyNetworks()
     }
 
     // Synchronous on purpose: the main thread only waits for SIGINT/SIGTERM with sigwait, so the process runs no
@@ -151,6 +160,7 @@ struct TLSServerCommand: ParsableCommand {
         if let keyLog { output.error(keyLog.warning) }
         if let warning = keyLogEnvironmentWarning(keylogfile: keylogfile) { output.error(warning) }
         let host = unbracketed(self.host)
+        if let ticketKeyFile { warnIfOthersCanReadKey(ticketKeyFile, output: output, what: "session ticket key") }
 
         // Blocked once start-up I/O is done (a signal must still stop a read that hangs) and before any thread
         // starts, so every event-loop thread inherits the mask and only sigwait sees them.
@@ -160,7 +170,8 @@ struct TLSServerCommand: ParsableCommand {
         let server = EchoServer(
             contexts: contexts, group: group, output: output, stream: stream, quiet: quiet,
             maxConnections: maxConnections, idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9)),
-            handshakeTimeout: .nanoseconds(Int64(handshakeTimeout * 1e9)))
+            handshakeTimeout: .nanoseconds(Int64(handshakeTimeout * 1e9)), proxyFrom: try proxyNetworks(),
+            reusePort: reusePort)
         do {
             let boundPort = try server.listen(host: host, port: port)
             output.line("tls-server: listening on \(host == "localhost" ? host : hostForDisplay(host)):\(boundPort)")
@@ -182,6 +193,17 @@ struct TLSServerCommand: ParsableCommand {
         }
         output.line("tls-server: shutting down")
         server.shutdown()
+    }
+
+    /// The networks allowed to send a PROXY header with --proxy-protocol (nil without it).
+    func proxyNetworks() throws -> [IPNetwork]? {
+        guard proxyProtocol else { return nil }
+        guard let proxyFrom else { return IPNetwork.loopback }
+        do {
+            return try IPNetwork.list(proxyFrom)
+        } catch {
+            throw ValidationError("--proxy-from: \(error.description)")
+        }
     }
 
     /// The library configuration these options describe.
@@ -210,6 +232,7 @@ struct TLSServerCommand: ParsableCommand {
         configuration.revocationLists = crlfile.map { .file($0) }
         configuration.maximumVerificationDepth = verifyDepth
         if let keyLog { configuration.keyLog = { keyLog.append($0) } }
+        configuration.ticketKey = ticketKeyFile.map { .file($0) }
         return configuration
     }
 

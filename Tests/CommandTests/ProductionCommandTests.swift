@@ -332,6 +332,14 @@ struct ProductionCommandTests {
         #expect(openssl.output.contains("Verify return code: 0 (ok)"), "\(openssl)")
         #expect(!server.output.contains("1234"), "\(server.transcript)")
 
+        // The PIN from a file that ends with a newline, as `echo 1234 > pin` writes it.
+        try "1234\n".write(toFile: files.path("pin"), atomically: true, encoding: .utf8)
+        let fromFile = try await ServerProcess.start(
+            ["--port", "0", "--cert", files.path("server.crt"), "--key", url + "?pin-source=" + files.path("pin")],
+            environment: environment)
+        defer { fromFile.kill() }
+        expectSuccessfulExchange(try await runClient(port: fromFile.port, files: files))
+
         let wrongPIN = try await runTool(
             "tls-server", ["--port", "0", "--cert", files.path("server.crt"), "--key", url + "?pin-value=9999"],
             environment: environment)
