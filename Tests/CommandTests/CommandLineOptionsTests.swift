@@ -232,6 +232,11 @@ struct CommandLineOptionsTests {
         let shown = try Certificate.parse(pem: result.output)
         #expect(shown == (try serverChain(files)), "\(result)")
         #expect(result.output.components(separatedBy: "-----BEGIN CERTIFICATE-----").count == 3, "\(result)")
+
+        // Refused (the CA is not trusted): the chain is still shown, and the run fails as usual.
+        let refused = try await runClient(port: server.port, files: files, trust: false, ["--showcerts"])
+        expectClientFailure(refused, mentioning: ["certificate is signed by an untrusted or unknown issuer"])
+        #expect(try Certificate.parse(pem: refused.output) == (try serverChain(files)), "\(refused)")
     }
 
     @Test("--verbose shows the address, SNI, key, signature and serial; on a refusal it still shows the chain")
