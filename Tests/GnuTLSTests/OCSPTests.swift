@@ -131,6 +131,19 @@ import Testing
         #expect(relaxed.client.stapledOCSPResponse == nil)
     }
 
+    @Test("A chain-only client (no name check) that requires a staple: a good one passes, none is refused")
+    func chainOnlyRequiresStaple() throws {
+        var configuration = pki.clientConfiguration(serverName: nil, verification: .chainOnly)
+        configuration.requiresOCSPStaple = true
+        let responder = try OCSPResponder(ca: pki.ca)
+        let stapled = try SessionPair(client: configuration, server: server(pki.server, ocsp: try responder.good(for: pki.server)))
+        #expect(stapled.handshake(), "\(describe(stapled))")
+        #expect(stapled.client.isOCSPStapleVerified)
+        let bare = try SessionPair(client: configuration, server: server(pki.server, ocsp: nil))
+        #expect(!bare.handshake())
+        #expect(bare.clientError?.verification?.reasons == [.ocspStapleMissing(certificateRequiresIt: false)])
+    }
+
     @Test("A must-staple certificate without a staple is refused by GnuTLS (missing OCSP status); with one it is accepted", arguments: [TLSVersion.tls13, .tls12])
     func mustStaple(version: TLSVersion) throws {
         let mustStaple = try pki.ca.issue(commonName: "localhost", dnsNames: ["localhost"], mustStaple: true)
