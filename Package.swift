@@ -3,7 +3,7 @@ import PackageDescription
 
 let fuzzTargets = [
     "fuzz-server-session", "fuzz-client-session", "fuzz-certificate", "fuzz-configuration",
-    "fuzz-client-hello-versions",
+    "fuzz-client-hello-versions", "fuzz-proxy-header",
 ]
 
 let package = Package(
@@ -29,11 +29,13 @@ let package = Package(
         ),
         // The Swift session layer: configuration, context, sans-I/O session, errors, certificates.
         .target(name: "GnuTLS", dependencies: ["CGnuTLS"]),
+        // The PROXY protocol (v1 and v2) header parser and peer allow list: pure values, no NIO, no GnuTLS.
+        .target(name: "ProxyProtocol"),
         // SwiftNIO channel handler and async API over the session layer.
         .target(
             name: "NIOGnuTLS",
             dependencies: [
-                "GnuTLS",
+                "GnuTLS", "ProxyProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
@@ -71,9 +73,12 @@ let package = Package(
         ),
         .executableTarget(
             name: "tls-certs",
-            dependencies: ["GnuTLS", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "GnuTLS", "TLSCommandSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         .testTarget(name: "GnuTLSTests", dependencies: ["GnuTLS"]),
+        .testTarget(name: "ProxyProtocolTests", dependencies: ["ProxyProtocol"]),
         .testTarget(
             name: "NIOGnuTLSTests",
             dependencies: [
@@ -89,6 +94,6 @@ let package = Package(
         // libFuzzer's main; in a plain build each replays the input files named on its command line.
         .target(name: "FuzzSupport", dependencies: ["GnuTLS"], path: "Fuzz/FuzzSupport"),
     ] + fuzzTargets.map { name in
-        .executableTarget(name: name, dependencies: ["GnuTLS", "FuzzSupport"], path: "Fuzz/\(name)")
+        .executableTarget(name: name, dependencies: ["GnuTLS", "FuzzSupport", "ProxyProtocol"], path: "Fuzz/\(name)")
     }
 )

@@ -52,7 +52,7 @@ package enum ClientHelloPeek: Equatable {
     }
 
     /// Reads the server name and ALPN list from a ClientHello body.
-    static func parseBody(_ body: UnsafeRawBufferPointer) -> ClientHelloInfo? {
+    package static func parseBody(_ body: UnsafeRawBufferPointer) -> ClientHelloInfo? {
         var reader = BigEndianReader(bytes: body)
         guard reader.skip(2 + 32),  // legacy_version, random
             let sessionIDLength = reader.u8(), reader.skip(Int(sessionIDLength)),

@@ -54,11 +54,24 @@ private func owner(of session: gnutls_session_t) -> TLSSession? {
     return Unmanaged<TLSSession>.fromOpaque(pointer).takeUnretainedValue()
 }
 
-func tlsSessionTicketHook(
+/// A client's hook, after each handshake message (GnuTLS keeps one hook per session): notes session tickets, and
+/// whether the server acknowledged SNI.
+func tlsSessionClientHook(
     _ session: gnutls_session_t?, _ htype: UInt32, _ when: UInt32, _ incoming: UInt32, _ message: UnsafePointer<gnutls_datum_t>?
 ) -> Int32 {
-    guard let session else { return 0 }
-    owner(of: session)?.noteTicket()
+    guard let session, incoming != 0, let owner = owner(of: session) else { return 0 }
+    switch htype {
+    case GNUTLS_HANDSHAKE_NEW_SESSION_TICKET.rawValue:
+        owner.noteTicket()
+    case GNUTLS_HANDSHAKE_SERVER_HELLO.rawValue, GNUTLS_HANDSHAKE_ENCRYPTED_EXTENSIONS.rawValue:
+        guard let message, let data = message.pointee.data else { return 0 }
+        let body = UnsafeRawBufferPointer(start: data, count: Int(message.pointee.size))
+        let acknowledged = htype == GNUTLS_HANDSHAKE_SERVER_HELLO.rawValue
+            ? ServerNameAcknowledgement.inServerHello(body) : ServerNameAcknowledgement.inEncryptedExtensions(body)
+        if acknowledged { owner.serverNameAcknowledged = true }
+    default:
+        break
+    }
     return 0
 }
 
@@ -80,5 +93,23 @@ func tlsSessionClientHelloHook(
     if let hello = ClientHelloVersions(body: body) {
         owner.clientOffersNoAcceptableVersion = hello.offered & owner.context.enabledVersionBits == 0
     }
+    return 0
+}
+
+/// Hands each secret GnuTLS derives to the context's key log as an NSS key log line:
+/// `LABEL CLIENT_RANDOM_HEX SECRET_HEX`.
+func tlsSessionKeyLog(
+    _ session: gnutls_session_t?, _ label: UnsafePointer<CChar>?, _ secret: UnsafePointer<gnutls_datum_t>?
+) -> Int32 {
+    guard let session, let label, let secret, let data = secret.pointee.data, let owner = owner(of: session),
+        let keyLog = owner.context.keyLog
+    else { return 0 }
+    var client = gnutls_datum_t()
+    var server = gnutls_datum_t()
+    gnutls_session_get_random(session, &client, &server)
+    guard let random = client.data else { return 0 }
+    let clientRandom = Hex.encode(UnsafeBufferPointer(start: random, count: Int(client.size)))
+    let secretHex = Hex.encode(UnsafeBufferPointer(start: data, count: Int(secret.pointee.size)))
+    keyLog("\(String(cString: label)) \(clientRandom) \(secretHex)")
     return 0
 }

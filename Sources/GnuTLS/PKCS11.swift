@@ -42,6 +42,17 @@ enum PKCS11 {
         var owned = true
         defer { if owned { gnutls_privkey_deinit(key) } }
 
+        // A PIN file usually ends with a newline (`echo 1234 > pin`), which GnuTLS would send as part of the PIN:
+        // read it here, without the line ending.
+        var url = url
+        var pin = pin
+        if let (path, rest) = pinSource(in: url) {
+            let bytes = try CredentialFile.read(path, what: "PIN file")
+            var text = String(decoding: bytes, as: UTF8.self)
+            while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+            url = rest
+            pin = .value(text)
+        }
         if let pin {
             let box = PINSource(pin)
             credentials.retained.append(box)
@@ -79,6 +90,39 @@ enum PKCS11 {
         // The credentials own the key and the certificates now.
         owned = false
         return rc
+    }
+
+    /// The file a URL's `pin-source` attribute names (`pin-source=FILE` or `pin-source=file:FILE`), and the URL
+    /// without it.
+    static func pinSource(in url: String) -> (path: String, url: String)? {
+        guard let question = url.firstIndex(of: "?") else { return nil }
+        let query = url[url.index(after: question)...].split(separator: "&", omittingEmptySubsequences: false)
+        guard let attribute = query.first(where: { $0.hasPrefix("pin-source=") }) else { return nil }
+        var path = String(attribute.dropFirst("pin-source=".count))
+        if path.hasPrefix("file:") { path.removeFirst("file:".count) }
+        path = percentDecoded(path)
+        let others = query.filter { !$0.hasPrefix("pin-source=") }
+        let base = String(url[..<question])
+        return (path, others.isEmpty ? base : base + "?" + others.joined(separator: "&"))
+    }
+
+    /// RFC 3986 percent-decoding (`%2F` is `/`); a malformed escape is left as it is.
+    static func percentDecoded(_ text: String) -> String {
+        var bytes: [UInt8] = []
+        let utf8 = Array(text.utf8)
+        var index = 0
+        while index < utf8.count {
+            if utf8[index] == UInt8(ascii: "%"), index + 2 < utf8.count,
+                let value = UInt8(String(decoding: utf8[(index + 1)...(index + 2)], as: UTF8.self), radix: 16)
+            {
+                bytes.append(value)
+                index += 3
+            } else {
+                bytes.append(utf8[index])
+                index += 1
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     private static func checkURL(_ url: String, source: String) throws(TLSError) {

@@ -4,26 +4,79 @@ internal import CGnuTLS
 import Glibc
 #endif
 
-/// Owns the master key a server's session tickets are protected with: generated once per ``TLSContext`` and
-/// given to each server session (`gnutls_session_ticket_enable_server`). GnuTLS derives the rotating ticket
-/// encryption keys from it.
+/// Owns the master key a server's session tickets are protected with, given to each server session
+/// (`gnutls_session_ticket_enable_server`): generated once per ``TLSContext``, or the key the configuration names
+/// (``TLSConfiguration/TicketKey``) so that several instances accept each other's tickets.
+///
+/// GnuTLS (3.6.4 and later, `lib/stek.c`) does not encrypt tickets with this key itself: it derives the key in
+/// use as SHA3-512(period number ‖ master key), the period number being the Unix time divided by 3 × the session
+/// expiration (`gnutls_db_set_cache_expiration`, 21600 s by default: a new derived key every 64800 s = 18 h, at
+/// multiples of 18 h since the epoch). Instances that share the master key and a clock derive the same keys and
+/// rotate together; a ticket made under the previous period's key is still accepted, and tickets outlive neither
+/// the session expiration (6 h) nor the master key.
 final class SessionTicketKey {
     /// The key, at an address that stays put for the context's lifetime.
     let pointer: UnsafeMutablePointer<gnutls_datum_t>
+    /// Whether GnuTLS allocated the key bytes (generated) or this object did (given).
+    private let allocatedByGnuTLS: Bool
 
+    /// The length of a master key (GnuTLS's `TICKET_MASTER_KEY_SIZE`).
+    static let size = 64
+
+    /// A fresh random key.
     init() throws(TLSError) {
         pointer = .allocate(capacity: 1)
         pointer.initialize(to: gnutls_datum_t())
+        allocatedByGnuTLS = true
         let rc = gnutls_session_ticket_key_generate(pointer)
-        guard rc == 0 else { throw TLSError.configuration("cannot generate a session ticket key", code: rc) }
+        guard rc == 0 else {
+            pointer.deallocate()
+            throw TLSError.configuration("cannot generate a session ticket key", code: rc)
+        }
     }
 
-    /// Zeroes the key before GnuTLS frees it: it decrypts every ticket issued with it.
+    /// The given key (``size`` bytes, checked by the caller).
+    init(bytes: [UInt8]) {
+        pointer = .allocate(capacity: 1)
+        allocatedByGnuTLS = false
+        let data = UnsafeMutablePointer<UInt8>.allocate(capacity: bytes.count)
+        data.initialize(from: bytes, count: bytes.count)
+        pointer.initialize(to: gnutls_datum_t(data: data, size: UInt32(bytes.count)))
+    }
+
+    /// The configured key, read and checked, or a fresh one.
+    convenience init(_ source: TLSConfiguration.TicketKey?) throws(TLSError) {
+        guard let source else {
+            try self.init()
+            return
+        }
+        var bytes = try source.loadBytes()
+        self.init(bytes: bytes)
+        SessionTicketKey.erase(&bytes)
+    }
+
+    /// Overwrites key bytes with zeros (a write the compiler cannot drop).
+    static func erase(_ bytes: inout [UInt8]) {
+        bytes.withUnsafeMutableBytes { raw in
+            if let base = raw.baseAddress { explicit_bzero(base, raw.count) }
+        }
+    }
+
+    /// Zeroes the key before it is freed: it decrypts every ticket issued with it.
     deinit {
         if let data = pointer.pointee.data {
-            memset(data, 0, Int(pointer.pointee.size))
-            cgnutls_free(data)
+            explicit_bzero(data, Int(pointer.pointee.size))
+            if allocatedByGnuTLS { cgnutls_free(data) } else { data.deallocate() }
         }
         pointer.deallocate()
+    }
+
+    /// 64 random bytes from GnuTLS's key generator (for ``TLSConfiguration/TicketKey/writeNewKey(toFile:)``).
+    static func generateBytes() throws(TLSError) -> [UInt8] {
+        let key = try SessionTicketKey()
+        guard let data = key.pointer.pointee.data, Int(key.pointer.pointee.size) == size else {
+            throw TLSError.configuration("GnuTLS made a session ticket key of an unexpected size")
+        }
+        return Array(UnsafeBufferPointer(start: data, count: size))
     }
 }

@@ -8,7 +8,11 @@ extension TLSConfiguration: CustomStringConvertible, CustomDebugStringConvertibl
             + "trustRoots: \(trustRoots), certificateVerification: \(certificateVerification), "
             + "clientAuthentication: \(clientAuthentication), policy: \(policy), "
             + "applicationProtocols: \(applicationProtocols), serverName: \(String(reflecting: serverName)), "
-            + "sessionTickets: \(sessionTickets))"
+            + "sessionTickets: \(sessionTickets), additionalTrustRoots: \(additionalTrustRoots), "
+            + "revocationLists: \(revocationLists.count), "
+            + "maximumVerificationDepth: \(maximumVerificationDepth.map(String.init) ?? "nil"), "
+            + "keyLog: \(keyLog == nil ? "nil" : "set"), "
+            + "ticketKey: \(ticketKey.map(\.description) ?? "nil"))"
     }
 
     /// The same as ``description``.
@@ -22,7 +26,10 @@ extension TLSConfiguration: CustomStringConvertible, CustomDebugStringConvertibl
                 "role": role, "identities": identities, "trustRoots": trustRoots,
                 "certificateVerification": certificateVerification, "clientAuthentication": clientAuthentication,
                 "policy": policy, "applicationProtocols": applicationProtocols, "serverName": serverName as Any,
-                "sessionTickets": sessionTickets,
+                "sessionTickets": sessionTickets, "additionalTrustRoots": additionalTrustRoots,
+                "revocationLists": revocationLists.count, "maximumVerificationDepth": maximumVerificationDepth as Any,
+                "keyLog": keyLog == nil ? "nil" : "set",
+                "ticketKey": ticketKey as Any,
             ],
             displayStyle: .struct)
     }

@@ -24,6 +24,18 @@ public struct TLSConfiguration: Sendable {
         case file(String)
         /// Trust anchors in memory. They replace the system store.
         case certificates([Certificate])
+        /// Every regular file in a directory, each PEM (one or more certificates) or DER (one), like OpenSSL's
+        /// `-CApath` (hidden files and subdirectories are skipped). It replaces the system store.
+        case directory(String)
+    }
+
+    /// Certificate revocation lists: a peer whose certificate one of them revokes is refused (with the date
+    /// of revocation). A CRL must be signed by the CA that issued the certificates it lists.
+    public enum RevocationList: Sendable {
+        /// A PEM (one or more `X509 CRL` blocks) or DER (one CRL) file.
+        case file(String)
+        /// CRLs in memory, parsed already.
+        case lists([CertificateRevocationList])
     }
 
     /// How much of the peer's certificate is checked.
@@ -156,6 +168,24 @@ public struct TLSConfiguration: Sendable {
     /// swift-nio-ssl's `sslContextCallback`. The answer may come later, from any thread; the handshake waits
     /// for it (within the handshake timeout). Nil: every connection uses this configuration.
     public var contextSelector: ContextSelector?
+    /// Trust anchors added to ``trustRoots`` rather than replacing them: `trustRoots: .system` with
+    /// `additionalTrustRoots: [.file("corp-ca.crt")]` trusts the system store *and* that file (as Python's
+    /// `load_verify_locations` after `create_default_context`, or swift-nio-ssl's `additionalTrustRoots`).
+    public var additionalTrustRoots: [TrustRoots] = []
+    /// Revocation lists checked while verifying the peer's chain.
+    public var revocationLists: [RevocationList] = []
+    /// The most certificates the peer's chain may hold, its leaf included; a longer chain is refused before it
+    /// is looked at. Nil: GnuTLS's default, ``VerificationFailure/maximumChainLength``. 1 to that value.
+    public var maximumVerificationDepth: Int? = nil
+    /// Called with one line in the NSS key log format (`LABEL CLIENT_RANDOM_HEX SECRET_HEX`, no newline) for
+    /// each secret a session derives, so that a capture can be decrypted (Wireshark's "(Pre)-Master-Secret log
+    /// filename"). Nil: no key log (GnuTLS's own `SSLKEYLOGFILE` handling is then left as it is).
+    ///
+    /// - Warning: the lines are the session keys. Anyone who has them and a capture reads the traffic.
+    public var keyLog: (@Sendable (String) -> Void)? = nil
+    /// The session-ticket master key (servers): nil for a fresh random one per context; a shared one lets several
+    /// instances resume each other's sessions.
+    public var ticketKey: TicketKey? = nil
 
     /// A client configuration: verifies the server fully against the system trust store by default.
     public static func client(

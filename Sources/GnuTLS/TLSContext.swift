@@ -31,6 +31,18 @@ public final class TLSContext: @unchecked Sendable {
 
     /// The TLS versions the priority string enables, newest first.
     public let enabledVersions: [TLSVersion]
+    /// The cipher suites the priority string enables, in priority order (GnuTLS's names, for example
+    /// `TLS_AES_128_GCM_SHA256`, `TLS_ECDHE_RSA_AES_128_CBC_SHA1`).
+    public var enabledCipherSuites: [String] { priority.cipherSuites.map(\.name) }
+    /// The enabled cipher suites that are not AEAD (CBC with a MAC, stream ciphers, NULL): the ones a raw
+    /// priority string should not allow. Empty for the named policies.
+    public var nonAEADCipherSuites: [String] { priority.cipherSuites.filter { !$0.isAEAD }.map(\.name) }
+    /// The revocation lists peers' chains are checked against.
+    public let revocationLists: [CertificateRevocationList]
+    /// The most certificates a peer's chain may hold.
+    public let maximumVerificationDepth: Int
+    /// The key log callback, read by each session (see ``TLSConfiguration/keyLog``).
+    let keyLog: (@Sendable (String) -> Void)?
     /// The same, as a bit set in ``ClientHelloVersions`` form.
     let enabledVersionBits: UInt8
 
@@ -52,7 +64,13 @@ public final class TLSContext: @unchecked Sendable {
     /// Builds a context.
     ///
     /// - Throws: ``TLSError`` of kind ``TLSError/Kind/configuration`` naming what is wrong.
-    public init(configuration: TLSConfiguration) throws(TLSError) {
+    public convenience init(configuration: TLSConfiguration) throws(TLSError) {
+        try self.init(configuration: configuration, replacing: nil)
+    }
+
+    /// Builds a context that takes over from `previous` (a reload): it keeps the previous context's generated
+    /// session-ticket key, so that tickets issued before the reload still resume.
+    init(configuration: TLSConfiguration, replacing previous: TLSContext?) throws(TLSError) {
         self.configuration = configuration
         let protocols = configuration.applicationProtocols
         guard protocols.count <= 8 else {
@@ -81,7 +99,31 @@ public final class TLSContext: @unchecked Sendable {
         applicationProtocols = ApplicationProtocolList(protocols)
         enabledVersions = versions.sorted { $0.wireValue > $1.wireValue }
         enabledVersionBits = versions.reduce(0) { $0 | ClientHelloVersions.bit($1.wireValue) }
-        ticketKey = configuration.role == .server && configuration.sessionTickets ? try SessionTicketKey() : nil
+        if configuration.role == .server && configuration.sessionTickets {
+            // A generated key carries over a reload; a configured one is read again.
+            if configuration.ticketKey == nil, let carried = previous?.ticketKey {
+                ticketKey = carried
+            } else {
+                ticketKey = try SessionTicketKey(configuration.ticketKey)
+            }
+        } else {
+            ticketKey = nil
+        }
+        keyLog = configuration.keyLog
+        let depth = configuration.maximumVerificationDepth ?? VerificationFailure.maximumChainLength
+        guard (1...VerificationFailure.maximumChainLength).contains(depth) else {
+            throw TLSError.configuration(
+                "the maximum verification depth must be 1 to \(VerificationFailure.maximumChainLength), not \(depth)")
+        }
+        maximumVerificationDepth = depth
+        var lists: [CertificateRevocationList] = []
+        for source in configuration.revocationLists {
+            switch source {
+            case .file(let path): lists += try CertificateRevocationList.load(file: path)
+            case .lists(let given): lists += given
+            }
+        }
+        revocationLists = lists
 
         switch (configuration.role, configuration.clientAuthentication, configuration.certificateVerification) {
         case (.server, .verifyIfGiven, _), (.server, .requireAndVerify, _):
@@ -97,6 +139,9 @@ public final class TLSContext: @unchecked Sendable {
         certificateChain = certificateChains.first ?? []
         ocspResponses = loaded.map(\.ocsp)
         trustAnchorCount = try TLSContext.loadTrust(configuration, into: credentials.handle)
+        if trustAnchorCount > 0 {
+            try TLSContext.loadRevocation(lists, depth: depth, into: credentials.handle)
+        }
         if configuration.role == .server {
             _ = gnutls_certificate_set_known_dh_params(credentials.handle, GNUTLS_SEC_PARAM_MEDIUM)
         }
@@ -132,8 +177,37 @@ public final class TLSContext: @unchecked Sendable {
             }
         }
         guard needsTrust else { return 0 }
+        var count = try loadAnchors(configuration.trustRoots, into: credentials)
+        for roots in configuration.additionalTrustRoots {
+            count += try loadAnchors(roots, into: credentials)
+        }
+        return count
+    }
+
+    /// Adds revocation lists and the verification depth to the credentials (after the trust anchors).
+    private static func loadRevocation(
+        _ lists: [CertificateRevocationList], depth: Int, into credentials: gnutls_certificate_credentials_t
+    ) throws(TLSError) {
+        for list in lists {
+            let rc = GnuTLSDatum.withNULTerminated(list.derBytes) { datum in
+                gnutls_certificate_set_x509_crl_mem(credentials, &datum, GNUTLS_X509_FMT_DER)
+            }
+            guard rc >= 0 else {
+                throw TLSError.configuration("cannot use the CRL issued by '\(list.issuer)'", code: rc)
+            }
+        }
+        if depth != VerificationFailure.maximumChainLength {
+            // 16384 bits: GnuTLS's default limit on key sizes, left as it is.
+            gnutls_certificate_set_verify_limits(credentials, 16384, UInt32(depth))
+        }
+    }
+
+    /// Loads one source of trust anchors and returns how many it held.
+    private static func loadAnchors(
+        _ roots: TLSConfiguration.TrustRoots, into credentials: gnutls_certificate_credentials_t
+    ) throws(TLSError) -> Int {
         let anchors: [Certificate]
-        switch configuration.trustRoots {
+        switch roots {
         case .system:
             let count = gnutls_certificate_set_x509_system_trust(credentials)
             guard count > 0 else {
@@ -147,6 +221,8 @@ public final class TLSContext: @unchecked Sendable {
         case .certificates(let certificates):
             guard !certificates.isEmpty else { throw TLSError.configuration("the trust roots hold no certificate") }
             anchors = certificates
+        case .directory(let path):
+            anchors = try loadDirectory(path)
         }
         for anchor in anchors {
             let rc = GnuTLSDatum.withNULTerminated(anchor.derBytes) { datum in
@@ -157,5 +233,35 @@ public final class TLSContext: @unchecked Sendable {
             }
         }
         return anchors.count
+    }
+
+    /// Every certificate in the regular files of a directory (hidden files and subdirectories skipped), in
+    /// the order of the file names.
+    static func loadDirectory(_ path: String) throws(TLSError) -> [Certificate] {
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: path).sorted()
+        } catch {
+            var info = stat()
+            let why: String
+            if stat(path, &info) != 0 {
+                why = String(cString: strerror(errno)).lowercased()
+            } else {
+                why = info.st_mode & S_IFMT == S_IFDIR ? "it cannot be read" : "it is not a directory"
+            }
+            throw TLSError.configuration("cannot read the CA directory '\(path)': \(why)")
+        }
+        var anchors: [Certificate] = []
+        for name in names where !name.hasPrefix(".") {
+            let file = path.hasSuffix("/") ? path + name : path + "/" + name
+            // Symbolic links are followed (c_rehash makes them); directories and the like are skipped.
+            var info = stat()
+            guard stat(file, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
+            anchors += try Certificate.load(file: file)
+        }
+        guard !anchors.isEmpty else {
+            throw TLSError.configuration("the CA directory '\(path)' holds no certificate files")
+        }
+        return anchors
     }
 }

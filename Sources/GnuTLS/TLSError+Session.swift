@@ -38,7 +38,9 @@ extension TLSError {
                 let result = session.peerVerificationResult(handshakeCode: rc)
                 let failure = VerificationFailure.decode(
                     status: result.status, code: result.code, chain: chain, checkedName: session.peerVerification?.name,
-                    requiredPurpose: session.peerVerification?.purpose)
+                    requiredPurpose: session.peerVerification?.purpose,
+                    revocationLists: session.context.revocationLists,
+                    maximumDepth: session.context.maximumVerificationDepth)
                 let whose = role == .client ? "server" : "client"
                 error = TLSError(
                     kind: .verification, code: rc, codeName: TLSError.name(of: rc),

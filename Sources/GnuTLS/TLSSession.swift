@@ -118,6 +118,9 @@ public final class TLSSession {
         gnutls_transport_set_vec_push_function(session, tlsSessionVecPush)
         gnutls_transport_set_pull_function(session, tlsSessionPull)
         gnutls_transport_set_pull_timeout_function(session, tlsSessionPullTimeout)
+        if context.keyLog != nil {
+            gnutls_session_set_keylog_function(session, tlsSessionKeyLog)
+        }
 
         if configuration.applicationProtocols.count > 0 { try configureApplicationProtocols() }
 
@@ -245,11 +248,8 @@ public final class TLSSession {
         case .insecureNoVerification:
             if context.hasOwnPeerChecks { gnutls_session_set_verify_function(session, tlsSessionVerifyPeer) }
         }
-        if configuration.sessionTickets {
-            gnutls_handshake_set_hook_function(
-                session, UInt32(GNUTLS_HANDSHAKE_NEW_SESSION_TICKET.rawValue), Int32(GNUTLS_HOOK_POST),
-                tlsSessionTicketHook)
-        }
+        // Every message (GNUTLS_HANDSHAKE_ANY): the hook notes tickets and the server's SNI acknowledgement.
+        gnutls_handshake_set_hook_function(session, UInt32.max, Int32(GNUTLS_HOOK_POST), tlsSessionClientHook)
     }
 
     /// Has GnuTLS verify the peer's certificate during the handshake: its chain, its key purpose (as
@@ -405,6 +405,10 @@ public final class TLSSession {
         io.pointee.inbound.releaseIfEmpty()
         io.pointee.outbound.releaseIfEmpty()
     }
+
+    /// Whether the server answered the SNI name this client sent with its own server_name extension (RFC 6066),
+    /// which says it used the name to choose its certificate. Clients only; false when no name was sent.
+    public internal(set) var serverNameAcknowledged = false
 
     /// Called by the ticket hook when a session ticket arrives.
     func noteTicket() { receivedTicket = true }

@@ -41,6 +41,11 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
         guard case .completed = machine.handshakeOutcome else { return nil }
         return TLSHandshakeInfo(session)
     }
+    /// For a client, data with which a later connection can resume this session (see
+    /// ``TLSContext/makeSession(serverName:resumptionData:)``), or nil while the server has issued no ticket
+    /// (TLS 1.3 tickets arrive after the handshake, with the first records read). Still readable once the
+    /// handler has left the pipeline. Read it on the channel's event loop.
+    public var resumptionData: [UInt8]? { session.resumptionData }
     /// Made on demand by ``handshakeFuture``: a pipeline that only listens for the user event pays for no promise.
     @exclusivity(unchecked) private var handshakePromise: EventLoopPromise<TLSHandshakeInfo>?
     @exclusivity(unchecked) private var eventLoop: (any EventLoop)?
@@ -77,6 +82,13 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
             handshakePromise = promise
             return promise.futureResult
         }
+    }
+
+    /// Derives keying material from the connection's TLS secrets (RFC 5705, RFC 8446 section 7.5); see
+    /// ``TLSSession/exportKeyingMaterial(label:context:count:)``. Call it on the channel's event loop, once the
+    /// handshake has completed.
+    public func exportKeyingMaterial(label: String, context: [UInt8]? = nil, count: Int) throws(TLSError) -> [UInt8] {
+        try session.exportKeyingMaterial(label: label, context: context, count: count)
     }
 
     /// Creates a handler for one connection.

@@ -23,13 +23,17 @@ public final class TLSConnection {
     public let remoteAddress: SocketAddress?
 
     private let channel: any Channel
+    /// The TLS handler, for ``resumptionData()`` (nil for connections made by ``TLSListener``).
+    private let handler: NIOLoopBound<GnuTLSHandler>?
     private var inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
     private var finished = false
 
     init(
-        channel: any Channel, inbound: NIOAsyncChannelInboundStream<ByteBuffer>, info: TLSHandshakeInfo
+        channel: any Channel, inbound: NIOAsyncChannelInboundStream<ByteBuffer>, info: TLSHandshakeInfo,
+        handler: NIOLoopBound<GnuTLSHandler>? = nil
     ) {
         self.channel = channel
+        self.handler = handler
         self.info = info
         self.remoteAddress = channel.remoteAddress
         self.inbound = inbound.makeAsyncIterator()
@@ -46,6 +50,9 @@ public final class TLSConnection {
     ///   - connectTimeout: how long the TCP connect may take.
     ///   - handshakeTimeout: how long the handshake may take once connected.
     ///   - shutdownTimeout: how long the close at the end waits for the server's close_notify.
+    ///   - resumptionData: what ``resumptionData()`` returned on an earlier connection to the same server: the
+    ///     session is resumed if the server still accepts it (``TLSHandshakeInfo/isResumed``), or a full
+    ///     handshake happens.
     ///
     /// Cancelling the task closes the connection: a handshake in progress then fails at once.
     /// - Throws: a `TLSError` when the handshake or verification fails, or NIO's error when the connection
@@ -54,28 +61,36 @@ public final class TLSConnection {
         host: String, port: Int, context: TLSContext, serverName: String? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, connectTimeout: TimeAmount = .seconds(10),
         handshakeTimeout: TimeAmount = .seconds(10), shutdownTimeout: TimeAmount = .seconds(3),
-        _ body: (TLSConnection) async throws -> Result
+        resumptionData: [UInt8]? = nil, _ body: (TLSConnection) async throws -> Result
     ) async throws -> Result {
         let name = serverName ?? context.configuration.serverName ?? host
-        let (channel, handshake) = try await ClientBootstrap(group: group)
+        let (channel, handshake, handler) = try await ClientBootstrap(group: group)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try Self.wrap(
-                        channel,
-                        handler: GnuTLSHandler(
-                            context: context, serverName: name, handshakeTimeout: handshakeTimeout,
-                            shutdownTimeout: shutdownTimeout))
+                    let handler = GnuTLSHandler(
+                        session: try context.makeSession(serverName: name, resumptionData: resumptionData),
+                        handshakeTimeout: handshakeTimeout, shutdownTimeout: shutdownTimeout)
+                    let (async, handshake) = try Self.wrap(channel, handler: handler)
+                    return (async, handshake, NIOLoopBound(handler, eventLoop: channel.eventLoop))
                 }
             }
-        return try await run(channel, handshake: handshake, body)
+        return try await run(channel, handshake: handshake, handler: handler, body)
+    }
+
+    /// Data with which a later ``connect(host:port:context:serverName:group:connectTimeout:handshakeTimeout:shutdownTimeout:resumptionData:_:)``
+    /// can resume this session, or nil if the server has issued no ticket (yet: TLS 1.3 tickets arrive after the
+    /// handshake, with the first data read). It holds the session's secrets: keep it like a key.
+    public func resumptionData() async throws -> [UInt8]? {
+        guard let handler else { return nil }
+        return try await channel.eventLoop.submit { handler.value.resumptionData }.get()
     }
 
     /// Waits for the handshake, hands the connection to `body`, and closes it afterwards.
     static func run<Result>(
         _ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, handshake: EventLoopFuture<TLSHandshakeInfo>,
-        _ body: (TLSConnection) async throws -> Result
+        handler: NIOLoopBound<GnuTLSHandler>? = nil, _ body: (TLSConnection) async throws -> Result
     ) async throws -> Result {
         // A cancelled task closes the channel, which ends a handshake or a read that is waiting (waiting on a
         // future does not notice cancellation by itself).
@@ -90,7 +105,7 @@ public final class TLSConnection {
             }
             // Writes go straight to the channel (see ``Writer``); the async channel supplies the inbound stream.
             return try await channel.executeThenClose { inbound, _ in
-                try await body(TLSConnection(channel: channel.channel, inbound: inbound, info: info))
+                try await body(TLSConnection(channel: channel.channel, inbound: inbound, info: info, handler: handler))
             }
         } onCancel: {
             underlying.close(promise: nil)
@@ -107,6 +122,16 @@ public final class TLSConnection {
         }
         let async = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
         return (async, handshake)
+    }
+
+    /// Derives keying material from the connection's TLS secrets (RFC 5705, RFC 8446 section 7.5): both ends get
+    /// the same bytes for the same label and context.
+    public func exportKeyingMaterial(label: String, context: [UInt8]? = nil, count: Int) async throws -> [UInt8] {
+        let channel = self.channel
+        return try await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: GnuTLSHandler.self)
+                .exportKeyingMaterial(label: label, context: context, count: count)
+        }.get()
     }
 
     /// Sends bytes to the peer.

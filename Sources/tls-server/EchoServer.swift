@@ -1,4 +1,7 @@
 import Atomics
+#if canImport(Glibc)
+import Glibc
+#endif
 import GnuTLS
 import NIOConcurrencyHelpers
 import NIOCore
@@ -8,7 +11,8 @@ import TLSCommandSupport
 
 /// The server's sockets and open connections: binds, counts connections against the limit, shuts down.
 final class EchoServer: Sendable {
-    let context: TLSContext
+    /// The current context, replaced on SIGHUP; each connection takes the one current when it is accepted.
+    let contexts: ReloadableTLSContext
     let group: MultiThreadedEventLoopGroup
     let output: ConsoleOutput
     let stream: Bool
@@ -16,6 +20,10 @@ final class EchoServer: Sendable {
     let maxConnections: Int
     let idleTimeout: TimeAmount
     let handshakeTimeout: TimeAmount
+    /// With --proxy-protocol, the networks that may send a PROXY header (every connection must start with one).
+    let proxyFrom: [IPNetwork]?
+    /// With --reuse-port, SO_REUSEPORT on the listening sockets.
+    let reusePort: Bool
 
     private let listeners = NIOLockedValueBox<[any Channel]>([])
     /// Open connections, counted across event loops without a lock.
@@ -27,10 +35,13 @@ final class EchoServer: Sendable {
     private let flushes = NIOLockedValueBox<RepeatedTask?>(nil)
 
     init(
-        context: TLSContext, group: MultiThreadedEventLoopGroup, output: ConsoleOutput, stream: Bool, quiet: Bool,
-        maxConnections: Int, idleTimeout: TimeAmount, handshakeTimeout: TimeAmount
+        contexts: ReloadableTLSContext, group: MultiThreadedEventLoopGroup, output: ConsoleOutput, stream: Bool, quiet: Bool,
+        maxConnections: Int, idleTimeout: TimeAmount, handshakeTimeout: TimeAmount, proxyFrom: [IPNetwork]? = nil,
+        reusePort: Bool = false
     ) {
-        self.context = context
+        self.proxyFrom = proxyFrom
+        self.reusePort = reusePort
+        self.contexts = contexts
         self.group = group
         self.output = output
         self.stream = stream
@@ -68,6 +79,8 @@ final class EchoServer: Sendable {
         ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // Several processes on one port, the kernel spreading connections between them.
+            .serverChannelOption(.socketOption(.init(rawValue: SO_REUSEPORT)), value: reusePort ? 1 : 0)
             // With the descriptor table full, accept fails at once and NIO would retry it in a busy loop:
             // back off, and say so (the classic bind path adds no backoff by itself).
             .serverChannelInitializer { [output, toShed] channel in
@@ -105,13 +118,18 @@ final class EchoServer: Sendable {
             throw RefusedConnection()
         }
         let sync = channel.pipeline.syncOperations
+        if let proxyFrom {
+            // Before TLS; its own deadline is the handshake's, so that a late header is named as such.
+            try sync.addHandler(ProxyProtocolHandler(allowedPeers: proxyFrom, timeout: handshakeTimeout))
+        }
         try sync.addHandler(
             GnuTLSHandler(
-                context: context, handshakeTimeout: handshakeTimeout, shutdownTimeout: .seconds(3),
+                context: contexts.current, handshakeTimeout: handshakeTimeout, shutdownTimeout: .seconds(3),
                 idleTimeout: idleTimeout, allowHalfClosure: true))
         try sync.addHandler(
             EchoHandler(
-                stream: stream, quiet: quiet, output: output, failures: failures, openConnections: openConnections))
+                stream: stream, quiet: quiet, output: output, failures: failures, openConnections: openConnections,
+                proxied: proxyFrom != nil))
     }
 
     /// Stops accepting, then shuts the event loops down: NIO closes every open connection, each handler sends

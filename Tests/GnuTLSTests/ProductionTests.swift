@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 @testable import GnuTLS
 import Testing
 
@@ -254,6 +255,14 @@ import Testing
         }
     }
 
+    @Test("pin-source in a PKCS #11 URL: the file path (plain, file:, percent-encoded) and the URL without it")
+    func pinSourceAttribute() {
+        #expect(PKCS11.pinSource(in: "pkcs11:token=a;object=b?pin-source=/etc/pin")! == ("/etc/pin", "pkcs11:token=a;object=b"))
+        #expect(PKCS11.pinSource(in: "pkcs11:token=a?module-name=x&pin-source=file:/etc/my%20pin")! == ("/etc/my pin", "pkcs11:token=a?module-name=x"))
+        #expect(PKCS11.pinSource(in: "pkcs11:token=a?pin-value=1") == nil)
+        #expect(PKCS11.pinSource(in: "pkcs11:token=a;object=b") == nil)
+    }
+
     @Test("Several identities: a broken one is named by its position")
     func brokenSecondIdentity() throws {
         let broken = TLSConfiguration.Identity.certificates(Self.beta.chain, privateKey: Self.alpha.privateKey)
@@ -262,5 +271,92 @@ import Testing
         }
         #expect(error?.kind == .configuration)
         #expect(error?.reason == "the private key (identity 2) does not match the certificate in the certificate chain (identity 2)")
+    }
+}
+
+/// Reload: a new context for new sessions, the old one kept by sessions in flight, a failed reload that changes
+/// nothing, and reloads racing handshakes on several threads.
+@Suite struct ReloadTests {
+    let pki = TestPKI.shared
+
+    func write(_ issued: CertificateAuthority.Issued, to folder: URL) throws {
+        try issued.privateKey.write(toFile: folder.appendingPathComponent("server.key").path)
+        try Certificate.writePEM(issued.chain, toFile: folder.appendingPathComponent("server.crt").path)
+    }
+
+    func folder() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("reload-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    @Test("A reload rereads the files: new sessions get the new certificate, a session made before keeps the old one, and a broken file changes nothing")
+    func reloadRereadsFiles() throws {
+        let directory = try folder()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let first = try pki.ca.issue(commonName: "localhost", dnsNames: ["localhost"])
+        try write(first, to: directory)
+        let reloadable = try ReloadableTLSContext(
+            configuration: .server(
+                identity: .files(
+                    certificateChain: directory.appendingPathComponent("server.crt").path,
+                    privateKey: directory.appendingPathComponent("server.key").path)))
+        let inFlight = try reloadable.current.makeSession()
+
+        let second = try pki.ca.issue(commonName: "localhost", dnsNames: ["localhost"])
+        try write(second, to: directory)
+        let reloaded = try reloadable.reload()
+        #expect(reloadable.generation == 1)
+        #expect(reloaded.certificateChain.first == second.certificate)
+        // Tickets issued before the reload still decrypt after it: the generated key carried over.
+        #expect(reloaded.ticketKey === inFlight.context.ticketKey)
+
+        let client = try TLSContext(configuration: pki.clientConfiguration()).makeSession()
+        let old = SessionPair(client: client, server: inFlight)
+        #expect(old.handshake())
+        #expect(client.peerCertificates.first == first.certificate)
+        let fresh = SessionPair(
+            client: try TLSContext(configuration: pki.clientConfiguration()).makeSession(),
+            server: try reloadable.current.makeSession())
+        #expect(fresh.handshake())
+        #expect(fresh.client.peerCertificates.first == second.certificate)
+
+        try "garbage".write(to: directory.appendingPathComponent("server.key"), atomically: true, encoding: .utf8)
+        let error = #expect(throws: TLSError.self) { try reloadable.reload() }
+        #expect(error?.kind == .configuration)
+        #expect(error?.reason.hasPrefix("private key file '\(directory.appendingPathComponent("server.key").path)' holds no usable private key") == true, "\(String(describing: error))")
+        #expect(reloadable.generation == 1)
+        #expect(reloadable.current === reloaded)
+    }
+
+    @Test("Reloads while four threads make sessions and complete handshakes: every handshake completes")
+    func reloadRacesHandshakes() throws {
+        let identities = try (0..<3).map { _ in try pki.ca.issue(commonName: "localhost", dnsNames: ["localhost"]) }
+        let configurations = identities.map { pki.serverConfiguration($0) }
+        let reloadable = try ReloadableTLSContext(configuration: configurations[0])
+        let clientContext = try TLSContext(configuration: pki.clientConfiguration())
+        let failures = Mutex(0)
+        let done = Mutex(0)
+        let threads = (0..<4).map { _ in
+            Thread {
+                for _ in 0..<40 {
+                    do {
+                        let pair = SessionPair(client: try clientContext.makeSession(), server: try reloadable.current.makeSession())
+                        if !pair.handshake() { failures.withLock { $0 += 1 } }
+                    } catch {
+                        failures.withLock { $0 += 1 }
+                    }
+                }
+                done.withLock { $0 += 1 }
+            }
+        }
+        for thread in threads { thread.start() }
+        var reloads = 0
+        while done.withLock({ $0 }) < 4 {
+            try reloadable.reload(configuration: configurations[reloads % 3])
+            reloads += 1
+        }
+        #expect(failures.withLock { $0 } == 0)
+        #expect(reloads > 0 && reloadable.generation == reloads)
     }
 }

@@ -43,6 +43,28 @@ import Testing
         }
     }
 
+    @Test func aSecondConnectionResumesWithTheFirstOnesResumptionData() async throws {
+        let clientContext = try pki.clientContext()
+        try await withEchoServer { port in
+            func exchange(_ data: [UInt8]?) async throws -> (resumed: Bool, data: [UInt8]?) {
+                try await TLSConnection.connect(
+                    host: "127.0.0.1", port: port, context: clientContext, serverName: "localhost", resumptionData: data
+                ) { connection in
+                    try await connection.write(Array("ping".utf8))
+                    try await connection.closeOutput()
+                    #expect(try await connection.readAll() == Array("ping".utf8))
+                    // Read after the server's close_notify: the TLS 1.3 ticket came with the echo.
+                    return (connection.info.isResumed, try await connection.resumptionData())
+                }
+            }
+            let first = try await exchange(nil)
+            #expect(!first.resumed)
+            let data = try #require(first.data)
+            let second = try await exchange(data)
+            #expect(second.resumed)
+        }
+    }
+
     @Test func manyConcurrentConnections() async throws {
         let clientContext = try pki.clientContext()
         try await withEchoServer { port in
