@@ -455,10 +455,7 @@ public final class TLSSession {
             // GnuTLS has refused a must-staple certificate without a staple, and one with a staple it could not
             // check (invalid or revoked); what passes here is a missing staple or one that says "unknown". Only
             // the latter needs the certificate read.
-            var staple = gnutls_datum_t()
-            if peerVerification != nil, gnutls_ocsp_status_request_get2(session, 0, &staple) == 0,
-                OCSPStatus.isMustStaple(der: peerLeafDER)
-            {
+            if peerVerification != nil, receivedOCSPStaple, OCSPStatus.isMustStaple(der: peerLeafDER) {
                 return refuse(.ocspStapleMissing(certificateRequiresIt: true), chain: peerCertificates)
             }
             if configuration.requiresOCSPStaple {

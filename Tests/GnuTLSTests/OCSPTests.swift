@@ -266,6 +266,17 @@ import Testing
         }
     }
 
+    @Test("GnuTLS's 'revocation data superseded' bit is a bad staple only when a staple came (an out-of-date CRL sets it too)")
+    func supersededMeansTheStapleOnlyWithOne() {
+        let status = GNUTLS_CERT_INVALID.rawValue | GNUTLS_CERT_REVOCATION_DATA_SUPERSEDED.rawValue
+        let stapled = VerificationFailure.decode(
+            status: status, chain: pki.server.chain, checkedName: "localhost", receivedOCSPStaple: true)
+        #expect(stapled.reasons == [.invalidOCSPResponse])
+        let unstapled = VerificationFailure.decode(status: status, chain: pki.server.chain, checkedName: "localhost")
+        #expect(!unstapled.reasons.contains(.invalidOCSPResponse), "\(unstapled)")
+        #expect(unstapled.description.contains("superseded"), "\(unstapled)")
+    }
+
     @Test("Bytes that are not an OCSP response, and a response whose status is an error, are clear errors")
     func notAResponse() throws {
         let garbage = Array("not an OCSP response".utf8)
