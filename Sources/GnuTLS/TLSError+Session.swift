@@ -40,7 +40,8 @@ extension TLSError {
                     status: result.status, code: result.code, chain: chain, checkedName: session.peerVerification?.name,
                     requiredPurpose: session.peerVerification?.purpose,
                     revocationLists: session.context.revocationLists,
-                    maximumDepth: session.context.maximumVerificationDepth)
+                    maximumDepth: session.context.maximumVerificationDepth,
+                    receivedOCSPStaple: session.receivedOCSPStaple)
                 let whose = role == .client ? "server" : "client"
                 error = TLSError(
                     kind: .verification, code: rc, codeName: TLSError.name(of: rc),

@@ -85,6 +85,12 @@ extension TLSSession {
         isHandshakeComplete && hasGoodOCSPStaple
     }
 
+    /// Whether the server stapled an OCSP response (clients), valid or not.
+    var receivedOCSPStaple: Bool {
+        var datum = gnutls_datum_t()
+        return gnutls_ocsp_status_request_get2(session, 0, &datum) == 0 && datum.size > 0
+    }
+
     /// Whether GnuTLS checked the stapled response (signed for the certificate, current, not "revoked") and it
     /// says "good". GnuTLS's check also passes a response whose status is "unknown", which vouches for nothing.
     var hasGoodOCSPStaple: Bool {

@@ -456,8 +456,9 @@ public final class TLSSession {
         }
         if configuration.role == .client && sent && !hasGoodOCSPStaple {
             // GnuTLS has refused a must-staple certificate without a staple, and one with a staple it could not
-            // check (invalid or revoked); what passes here is a missing staple or one that says "unknown".
-            if peerVerification != nil, OCSPStatus.isMustStaple(der: peerLeafDER) {
+            // check (invalid or revoked); what passes here is a missing staple or one that says "unknown". Only
+            // the latter needs the certificate read.
+            if peerVerification != nil, receivedOCSPStaple, OCSPStatus.isMustStaple(der: peerLeafDER) {
                 return refuse(.ocspStapleMissing(certificateRequiresIt: true), chain: peerCertificates)
             }
             if configuration.requiresOCSPStaple {

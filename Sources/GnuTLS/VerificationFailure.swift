@@ -175,7 +175,7 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
     static func decode(
         status: UInt32, code: Int32 = 0, chain: [Certificate], checkedName: String?,
         requiredPurpose: KeyPurpose? = nil, revocationLists: [CertificateRevocationList] = [],
-        maximumDepth: Int = maximumChainLength
+        maximumDepth: Int = maximumChainLength, receivedOCSPStaple: Bool = false
     ) -> VerificationFailure {
         let names = chain.first.map { $0.names } ?? []
         let purposes = chain.first.map { $0.keyPurposes } ?? []
@@ -241,9 +241,9 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
         }
         if has(GNUTLS_CERT_PURPOSE_MISMATCH) { reasons.append(.wrongPurpose) }
         if has(GNUTLS_CERT_MISSING_OCSP_STATUS) { reasons.append(.ocspStapleMissing(certificateRequiresIt: true)) }
-        // GnuTLS marks a stapled response past its next update as superseded revocation data (this library
-        // loads no CRLs, the other source of that bit).
-        if has(GNUTLS_CERT_INVALID_OCSP_STATUS) || has(GNUTLS_CERT_REVOCATION_DATA_SUPERSEDED) {
+        // GnuTLS marks a stapled response past its next update as superseded revocation data; so it does a CRL
+        // past its next update: the bit speaks of the staple only when one came.
+        if has(GNUTLS_CERT_INVALID_OCSP_STATUS) || (receivedOCSPStaple && has(GNUTLS_CERT_REVOCATION_DATA_SUPERSEDED)) {
             reasons.append(.invalidOCSPResponse)
         }
         if reasons.isEmpty {

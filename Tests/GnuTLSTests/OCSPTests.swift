@@ -131,6 +131,19 @@ import Testing
         #expect(relaxed.client.stapledOCSPResponse == nil)
     }
 
+    @Test("A chain-only client (no name check) that requires a staple: a good one passes, none is refused")
+    func chainOnlyRequiresStaple() throws {
+        var configuration = pki.clientConfiguration(serverName: nil, verification: .chainOnly)
+        configuration.requiresOCSPStaple = true
+        let responder = try OCSPResponder(ca: pki.ca)
+        let stapled = try SessionPair(client: configuration, server: server(pki.server, ocsp: try responder.good(for: pki.server)))
+        #expect(stapled.handshake(), "\(describe(stapled))")
+        #expect(stapled.client.isOCSPStapleVerified)
+        let bare = try SessionPair(client: configuration, server: server(pki.server, ocsp: nil))
+        #expect(!bare.handshake())
+        #expect(bare.clientError?.verification?.reasons == [.ocspStapleMissing(certificateRequiresIt: false)])
+    }
+
     @Test("A must-staple certificate without a staple is refused by GnuTLS (missing OCSP status); with one it is accepted", arguments: [TLSVersion.tls13, .tls12])
     func mustStaple(version: TLSVersion) throws {
         let mustStaple = try pki.ca.issue(commonName: "localhost", dnsNames: ["localhost"], mustStaple: true)
@@ -251,6 +264,17 @@ import Testing
             #expect(refused.verification?.reasons == [.invalidOCSPResponse], "\(refused)")
             #expect(refused.reason == "handshake failed: the server's certificate was refused: the stapled OCSP response is not valid (wrong signer, another certificate, or out of date)")
         }
+    }
+
+    @Test("GnuTLS's 'revocation data superseded' bit is a bad staple only when a staple came (an out-of-date CRL sets it too)")
+    func supersededMeansTheStapleOnlyWithOne() {
+        let status = GNUTLS_CERT_INVALID.rawValue | GNUTLS_CERT_REVOCATION_DATA_SUPERSEDED.rawValue
+        let stapled = VerificationFailure.decode(
+            status: status, chain: pki.server.chain, checkedName: "localhost", receivedOCSPStaple: true)
+        #expect(stapled.reasons == [.invalidOCSPResponse])
+        let unstapled = VerificationFailure.decode(status: status, chain: pki.server.chain, checkedName: "localhost")
+        #expect(!unstapled.reasons.contains(.invalidOCSPResponse), "\(unstapled)")
+        #expect(unstapled.description.contains("superseded"), "\(unstapled)")
     }
 
     @Test("Bytes that are not an OCSP response, and a response whose status is an error, are clear errors")
