@@ -48,6 +48,8 @@ struct TLSServerCommand: ParsableCommand {
     @Flag(help: "Set SO_REUSEPORT, so that several processes can listen on the same port.") var reusePort = false
     @Option(help: "Session-ticket master key file shared by several instances (make one: tls-certs ticket-key --out FILE).")
     var ticketKeyFile: String?
+    @Option(help: "TLS 1.2 sessions kept for resumption by session ID (clients without tickets); 0 turns it off.")
+    var sessionCache = 10_000
 
     enum ClientPolicy: String, ExpressibleByArgument, CaseIterable {
         case none, optional, required
@@ -62,6 +64,9 @@ struct TLSServerCommand: ParsableCommand {
         }
         guard handshakeTimeout >= 0.001, handshakeTimeout <= 86_400 else {
             throw ValidationError("--handshake-timeout must be 0.001 to 86400 seconds, not \(handshakeTimeout)")
+        }
+        guard (0...1_000_000).contains(sessionCache) else {
+            throw ValidationError("--session-cache must be 0 to 1000000 sessions, not \(sessionCache)")
         }
         if proxyFrom != nil && !proxyProtocol { throw ValidationError("--proxy-from needs --proxy-protocol") }
         _ = try proxyNetworks()
@@ -137,6 +142,7 @@ struct TLSServerCommand: ParsableCommand {
             policy: priority.map { .custom($0) } ?? .intermediate,
             applicationProtocols: alpn.map { $0.split(separator: ",").map(String.init) } ?? [])
         configuration.ticketKey = ticketKeyFile.map { .file($0) }
+        configuration.sessionCache = sessionCache > 0 ? InMemorySessionCache(capacity: sessionCache) : nil
         return configuration
     }
 
