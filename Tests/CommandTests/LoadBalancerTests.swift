@@ -413,4 +413,19 @@ func proxyV2(sourcePort: Int) -> [UInt8] {
             "tls-server", serverArguments(files, port: 0, ["--session-cache=-1"]), directory: files.url)
         expectStartupFailure(result, mentioning: ["--session-cache must be 0 to 1000000 sessions, not -1"])
     }
+
+    @Test("tls-client --sess-in with a missing file or one that holds no session fails before connecting, naming the file")
+    func badSessionFile() async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(serverArguments(files, port: 0, []), directory: files.url)
+        defer { server.kill() }
+        let garbage = files.path("garbage.session")
+        try "not a session".write(toFile: garbage, atomically: true, encoding: .utf8)
+        let bad = try await runClient(port: server.port, files: files, ["--host", "127.0.0.1", "--sess-in", garbage])
+        expectClientFailure(bad, mentioning: ["the session file '\(garbage)' holds no session GnuTLS can use"])
+        let missing = files.path("missing.session")
+        let absent = try await runClient(port: server.port, files: files, ["--host", "127.0.0.1", "--sess-in", missing])
+        expectClientFailure(absent, mentioning: ["cannot read the session file '\(missing)': it does not exist"])
+        #expect(!server.output.contains("Connection from"), "\(server.transcript)")
+    }
 }
