@@ -73,7 +73,9 @@ let package = Package(
         ),
         .executableTarget(
             name: "tls-certs",
-            dependencies: ["GnuTLS", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "GnuTLS", "TLSCommandSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         .testTarget(name: "GnuTLSTests", dependencies: ["GnuTLS"]),
         .testTarget(name: "ProxyProtocolTests", dependencies: ["ProxyProtocol"]),

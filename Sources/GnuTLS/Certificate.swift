@@ -48,6 +48,13 @@ public struct Certificate: Sendable, Hashable, CustomStringConvertible {
     public let serialNumber: String
     /// SHA-256 of the DER SubjectPublicKeyInfo: the value used for public-key pinning.
     public let publicKeySHA256: [UInt8]
+    /// The public key's type as GnuTLS names it, with the curve for elliptic-curve keys: `RSA`,
+    /// `ECDSA SECP256R1`, `EdDSA (Ed25519)`.
+    public let publicKeyAlgorithm: String
+    /// The public key's size in bits (256 for P-256, 2048 for RSA-2048).
+    public let publicKeyBits: Int
+    /// The algorithm of the issuer's signature, as GnuTLS names it, for example `ECDSA-SHA256` or `RSA-SHA256`.
+    public let signatureAlgorithm: String
     /// Whether the certificate may sign other certificates (basicConstraints CA:TRUE).
     public let isCertificateAuthority: Bool
     /// The purposes its extended key usage extension lists, in order; empty when it has no such extension,
@@ -90,6 +97,28 @@ public struct Certificate: Sendable, Hashable, CustomStringConvertible {
         self.isCertificateAuthority =
             gnutls_x509_crt_get_basic_constraints(crt, &critical, &ca, &pathLength) >= 0 && ca != 0
         self.keyPurposes = Self.keyPurposes(crt)
+        var bits: UInt32 = 0
+        let algorithm = gnutls_x509_crt_get_pk_algorithm(crt, &bits)
+        self.publicKeyBits = Int(bits)
+        var keyName = algorithm > 0
+            ? gnutls_pk_algorithm_get_name(gnutls_pk_algorithm_t(UInt32(algorithm))).map { String(cString: $0) } ?? "unknown"
+            : "unknown"
+        if algorithm == Int32(GNUTLS_PK_ECDSA.rawValue) {
+            keyName = "ECDSA"
+            var curve = GNUTLS_ECC_CURVE_INVALID
+            var x = gnutls_datum_t()
+            var y = gnutls_datum_t()
+            if gnutls_x509_crt_get_pk_ecc_raw(crt, &curve, &x, &y) == 0 {
+                _ = GnuTLSDatum.take(x)
+                _ = GnuTLSDatum.take(y)
+                if let name = gnutls_ecc_curve_get_name(curve) { keyName += " " + String(cString: name) }
+            }
+        }
+        self.publicKeyAlgorithm = keyName
+        let signature = gnutls_x509_crt_get_signature_algorithm(crt)
+        self.signatureAlgorithm = signature > 0
+            ? gnutls_sign_get_name(gnutls_sign_algorithm_t(UInt32(signature))).map { String(cString: $0) } ?? "unknown"
+            : "unknown"
     }
 
     /// Whether the certificate may be used for `purpose`: it has no extended key usage extension, or the

@@ -119,6 +119,8 @@ public struct CertificateAuthority: Sendable {
     ///   - usage: server, client, both, or unspecified (no extended key usage).
     ///   - notValidBefore / notValidAfter: the validity period (by default: from one hour ago, for a year).
     ///   - keyAlgorithm: the leaf key's type.
+    ///   - mustStaple: whether the certificate carries the TLS feature "status_request" (RFC 7633): clients then
+    ///     refuse it without a valid stapled OCSP response.
     /// - Throws: ``TLSError`` if an IP address does not parse or GnuTLS refuses a field.
     public func issue(
         commonName: String,
@@ -127,14 +129,16 @@ public struct CertificateAuthority: Sendable {
         usage: Usage = .server,
         notValidBefore: Date = Date().addingTimeInterval(-3600),
         notValidAfter: Date = Date().addingTimeInterval(365 * 86400),
-        keyAlgorithm: PrivateKey.Algorithm = .ecdsaP256
+        keyAlgorithm: PrivateKey.Algorithm = .ecdsaP256,
+        mustStaple: Bool = false
     ) throws(TLSError) -> Issued {
         let key = try X509PrivateKey.generate(keyAlgorithm)
         let issuerKey = try X509PrivateKey(bytes: privateKey.pkcs8DERBytes, password: nil, source: "CA key")
         let issuer = try X509Certificate(der: certificate.derBytes, source: "CA certificate")
         let leaf = try CertificateAuthority.leaf(
             key: key, commonName: commonName, dnsNames: dnsNames, ipAddresses: ipAddresses, usage: usage,
-            notValidBefore: notValidBefore, notValidAfter: notValidAfter, issuer: issuer, issuerKey: issuerKey)
+            notValidBefore: notValidBefore, notValidAfter: notValidAfter, issuer: issuer, issuerKey: issuerKey,
+            mustStaple: mustStaple)
         return Issued(
             certificate: leaf, privateKey: try PrivateKey(handle: key), chain: [leaf, certificate] + issuers)
     }
@@ -157,7 +161,8 @@ public struct CertificateAuthority: Sendable {
 
     private static func leaf(
         key: X509PrivateKey, commonName: String, dnsNames: [String], ipAddresses: [String], usage: Usage,
-        notValidBefore: Date, notValidAfter: Date, issuer: X509Certificate?, issuerKey: X509PrivateKey
+        notValidBefore: Date, notValidAfter: Date, issuer: X509Certificate?, issuerKey: X509PrivateKey,
+        mustStaple: Bool = false
     ) throws(TLSError) -> Certificate {
         let builder = try CertificateBuilder(subjectKey: key, commonName: commonName)
         try builder.set(notValidBefore: notValidBefore, notValidAfter: notValidAfter)
@@ -189,6 +194,14 @@ public struct CertificateAuthority: Sendable {
         }
         for oid in purposes {
             try builder.check(gnutls_x509_crt_set_key_purpose_oid(builder.crt, oid, 0), "key purpose")
+        }
+        if mustStaple {
+            // The TLS feature extension (RFC 7633) with status_request (5): "must staple".
+            var features: gnutls_x509_tlsfeatures_t?
+            try builder.check(gnutls_x509_tlsfeatures_init(&features), "TLS features")
+            defer { gnutls_x509_tlsfeatures_deinit(features) }
+            try builder.check(gnutls_x509_tlsfeatures_add(features, 5), "TLS feature status_request")
+            try builder.check(gnutls_x509_crt_set_tlsfeatures(builder.crt, features), "TLS features")
         }
         return try builder.sign(issuer: issuer, issuerKey: issuerKey)
     }

@@ -18,7 +18,7 @@ package struct ClientHelloVersions: Equatable {
 
     /// Parses a ClientHello handshake body (without the 4-byte handshake header).
     package init?(body: UnsafeRawBufferPointer) {
-        var reader = Reader(bytes: body)
+        var reader = BigEndianReader(bytes: body)
         guard let legacy = reader.u16(), reader.skip(32),  // legacy_version, random
             let sessionIDLength = reader.u8(), reader.skip(Int(sessionIDLength)),
             let suitesLength = reader.u16(), reader.skip(Int(suitesLength)),
@@ -41,35 +41,5 @@ package struct ClientHelloVersions: Equatable {
             }
         }
         offered = upToLegacy
-    }
-
-    /// A bounds-checked big-endian reader.
-    private struct Reader {
-        let bytes: UnsafeRawBufferPointer
-        var offset = 0
-
-        mutating func u8() -> UInt8? {
-            guard offset + 1 <= bytes.count else { return nil }
-            defer { offset += 1 }
-            return bytes[offset]
-        }
-
-        mutating func u16() -> UInt16? {
-            guard offset + 2 <= bytes.count else { return nil }
-            defer { offset += 2 }
-            return UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1])
-        }
-
-        mutating func skip(_ count: Int) -> Bool {
-            guard count >= 0, offset + count <= bytes.count else { return false }
-            offset += count
-            return true
-        }
-
-        mutating func sub(_ count: Int) -> Reader? {
-            guard count >= 0, offset + count <= bytes.count else { return nil }
-            defer { offset += count }
-            return Reader(bytes: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)]))
-        }
     }
 }

@@ -54,26 +54,33 @@ private func owner(of session: gnutls_session_t) -> TLSSession? {
     return Unmanaged<TLSSession>.fromOpaque(pointer).takeUnretainedValue()
 }
 
-func tlsSessionTicketHook(
+/// A client's hook, after each handshake message (GnuTLS keeps one hook per session): notes session tickets, and
+/// whether the server acknowledged SNI.
+func tlsSessionClientHook(
     _ session: gnutls_session_t?, _ htype: UInt32, _ when: UInt32, _ incoming: UInt32, _ message: UnsafePointer<gnutls_datum_t>?
 ) -> Int32 {
-    guard let session else { return 0 }
-    owner(of: session)?.noteTicket()
+    guard let session, incoming != 0, let owner = owner(of: session) else { return 0 }
+    switch htype {
+    case GNUTLS_HANDSHAKE_NEW_SESSION_TICKET.rawValue:
+        owner.noteTicket()
+    case GNUTLS_HANDSHAKE_SERVER_HELLO.rawValue, GNUTLS_HANDSHAKE_ENCRYPTED_EXTENSIONS.rawValue:
+        guard let message, let data = message.pointee.data else { return 0 }
+        let body = UnsafeRawBufferPointer(start: data, count: Int(message.pointee.size))
+        let acknowledged = htype == GNUTLS_HANDSHAKE_SERVER_HELLO.rawValue
+            ? ServerNameAcknowledgement.inServerHello(body) : ServerNameAcknowledgement.inEncryptedExtensions(body)
+        if acknowledged { owner.serverNameAcknowledged = true }
+    default:
+        break
+    }
     return 0
 }
 
-/// Verify-if-given: a client that sends no certificate passes; one that sends a certificate must verify, as
-/// `gnutls_session_set_verify_cert2` would verify it (chain and client-authentication purpose).
-func tlsSessionVerifyIfGiven(_ session: gnutls_session_t?) -> Int32 {
-    guard let session, let owner = owner(of: session), let verification = owner.peerVerification else {
-        return GNUTLS_E_CERTIFICATE_ERROR
-    }
-    var count: UInt32 = 0
-    guard gnutls_certificate_get_peers(session, &count) != nil, count > 0 else { return 0 }
-    let result = verification.verifyPeer(of: session)
-    if result.code == 0 && result.status == 0 { return 0 }
-    owner.callbackVerifyResult = result
-    return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR
+/// Our verify callback (see ``TLSSession/verifyInCallback()``): verify-if-given (a client that sends no
+/// certificate passes; one that sends a certificate must verify, as `gnutls_session_set_verify_cert2` would verify
+/// it), and the checks made on top of GnuTLS's verification.
+func tlsSessionVerifyPeer(_ session: gnutls_session_t?) -> Int32 {
+    guard let session, let owner = owner(of: session) else { return GNUTLS_E_CERTIFICATE_ERROR }
+    return owner.verifyInCallback()
 }
 
 /// Reads the versions a ClientHello offers before GnuTLS processes it (see ``ClientHelloVersions``).
@@ -86,5 +93,23 @@ func tlsSessionClientHelloHook(
     if let hello = ClientHelloVersions(body: body) {
         owner.clientOffersNoAcceptableVersion = hello.offered & owner.context.enabledVersionBits == 0
     }
+    return 0
+}
+
+/// Hands each secret GnuTLS derives to the context's key log as an NSS key log line:
+/// `LABEL CLIENT_RANDOM_HEX SECRET_HEX`.
+func tlsSessionKeyLog(
+    _ session: gnutls_session_t?, _ label: UnsafePointer<CChar>?, _ secret: UnsafePointer<gnutls_datum_t>?
+) -> Int32 {
+    guard let session, let label, let secret, let data = secret.pointee.data, let owner = owner(of: session),
+        let keyLog = owner.context.keyLog
+    else { return 0 }
+    var client = gnutls_datum_t()
+    var server = gnutls_datum_t()
+    gnutls_session_get_random(session, &client, &server)
+    guard let random = client.data else { return 0 }
+    let clientRandom = Hex.encode(UnsafeBufferPointer(start: random, count: Int(client.size)))
+    let secretHex = Hex.encode(UnsafeBufferPointer(start: data, count: Int(secret.pointee.size)))
+    keyLog("\(String(cString: label)) \(clientRandom) \(secretHex)")
     return 0
 }

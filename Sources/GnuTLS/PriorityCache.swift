@@ -44,10 +44,16 @@ final class PriorityCache {
         return versions
     }
 
-    /// The names of the cipher suites the string enables, in priority order (for example
-    /// `TLS_AES_128_GCM_SHA256`, `TLS_ECDHE_ECDSA_AES_128_GCM_SHA256`).
-    var cipherSuiteNames: [String] {
-        var names: [String] = []
+    /// A cipher suite the string enables: its name, and whether it is AEAD (GCM, CCM, ChaCha20-Poly1305).
+    struct CipherSuite {
+        let name: String
+        let isAEAD: Bool
+    }
+
+    /// The cipher suites the string enables, in priority order (for example `TLS_AES_128_GCM_SHA256`,
+    /// `TLS_ECDHE_ECDSA_AES_128_GCM_SHA256`).
+    var cipherSuites: [CipherSuite] {
+        var suites: [CipherSuite] = []
         var index: UInt32 = 0
         while true {
             var suite: UInt32 = 0
@@ -55,9 +61,13 @@ final class PriorityCache {
             if rc == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE { break }
             index += 1
             // A suite this build of GnuTLS cannot use is listed but unknown: skip it.
-            guard rc == 0, let name = gnutls_cipher_suite_info(Int(suite), nil, nil, nil, nil, nil) else { continue }
-            names.append(String(cString: name))
+            var mac = GNUTLS_MAC_UNKNOWN
+            guard rc == 0, let name = gnutls_cipher_suite_info(Int(suite), nil, nil, nil, &mac, nil) else { continue }
+            suites.append(CipherSuite(name: String(cString: name), isAEAD: mac == GNUTLS_MAC_AEAD))
         }
-        return names
+        return suites
     }
+
+    /// The names of the cipher suites the string enables, in priority order.
+    var cipherSuiteNames: [String] { cipherSuites.map(\.name) }
 }

@@ -16,14 +16,6 @@ public struct TLSConfiguration: Sendable {
         case server
     }
 
-    /// This side's certificate chain and private key.
-    public enum Identity: Sendable {
-        /// PEM or DER files: the chain (leaf first) and the key, with a password for an encrypted key.
-        case files(certificateChain: String, privateKey: String, password: String? = nil)
-        /// Certificates and key already in memory.
-        case certificates([Certificate], privateKey: PrivateKey)
-    }
-
     /// The certificate authorities trusted to vouch for the peer.
     public enum TrustRoots: Sendable {
         /// The operating system's store (on Debian, the ca-certificates bundle GnuTLS was built with).
@@ -32,6 +24,18 @@ public struct TLSConfiguration: Sendable {
         case file(String)
         /// Trust anchors in memory. They replace the system store.
         case certificates([Certificate])
+        /// Every regular file in a directory, each PEM (one or more certificates) or DER (one), like OpenSSL's
+        /// `-CApath` (hidden files and subdirectories are skipped). It replaces the system store.
+        case directory(String)
+    }
+
+    /// Certificate revocation lists: a peer whose certificate one of them revokes is refused (with the date
+    /// of revocation). A CRL must be signed by the CA that issued the certificates it lists.
+    public enum RevocationList: Sendable {
+        /// A PEM (one or more `X509 CRL` blocks) or DER (one CRL) file.
+        case file(String)
+        /// CRLs in memory, parsed already.
+        case lists([CertificateRevocationList])
     }
 
     /// How much of the peer's certificate is checked.
@@ -118,8 +122,18 @@ public struct TLSConfiguration: Sendable {
 
     /// Client or server.
     public var role: Role
-    /// The certificate chain and key this side presents. Required for servers; optional for clients (mutual TLS).
-    public var identity: Identity?
+    /// The certificate chains and keys this side presents, each with its OCSP response. Servers need at least
+    /// one; a client presents the first (mutual TLS).
+    ///
+    /// A server serves the identity whose certificate names match the name the client asks for (SNI) and whose
+    /// key suits the client's signature algorithms, so an RSA and an ECDSA certificate for one name both work;
+    /// the first identity is served when the client sends no name or one that none covers.
+    public var identities: [Identity]
+    /// The first of ``identities``; setting it replaces them all.
+    public var identity: Identity? {
+        get { identities.first }
+        set { identities = newValue.map { [$0] } ?? [] }
+    }
     /// Who is trusted to vouch for the peer's certificate.
     public var trustRoots: TrustRoots
     /// How the server's certificate is checked (clients).
@@ -135,6 +149,40 @@ public struct TLSConfiguration: Sendable {
     public var serverName: String?
     /// Whether a server issues session tickets so clients can resume sessions without a full handshake.
     public var sessionTickets: Bool
+    /// Public keys the server's certificate must have one of (clients), checked *in addition to* chain and name
+    /// verification, as curl's `--pinnedpubkey sha256//...`. Empty: no pinning.
+    public var pinnedPublicKeys: [PublicKeyPin] = []
+    /// Whether the server must staple a valid OCSP response for its certificate (clients). Without it, a
+    /// response is still asked for and checked when it comes, and a certificate marked "must staple" (TLS
+    /// feature status_request) is refused without one.
+    public var requiresOCSPStaple = false
+    /// The application's own check of the peer's certificate chain, run after the library's verification
+    /// succeeded (or, when the peer is not verified, on whatever it sent). Its rejection ends the handshake
+    /// with a `bad_certificate` alert and an error of kind ``TLSError/Kind/rejectedByApplication``.
+    public var peerCheck: PeerCheck?
+    /// Whether a server's certificate request names the CAs it trusts (servers with client authentication).
+    /// Off by default: with it, a GnuTLS client withholds a certificate whose issuer is not listed, and the
+    /// refusal then reads "no certificate" instead of naming the untrusted issuer.
+    public var sendsCertificateAuthorityNames = false
+    /// Chooses the context for each connection from its ClientHello (servers): Python's `sni_callback`,
+    /// swift-nio-ssl's `sslContextCallback`. The answer may come later, from any thread; the handshake waits
+    /// for it (within the handshake timeout). Nil: every connection uses this configuration.
+    public var contextSelector: ContextSelector?
+    /// Trust anchors added to ``trustRoots`` rather than replacing them: `trustRoots: .system` with
+    /// `additionalTrustRoots: [.file("corp-ca.crt")]` trusts the system store *and* that file (as Python's
+    /// `load_verify_locations` after `create_default_context`, or swift-nio-ssl's `additionalTrustRoots`).
+    public var additionalTrustRoots: [TrustRoots] = []
+    /// Revocation lists checked while verifying the peer's chain.
+    public var revocationLists: [RevocationList] = []
+    /// The most certificates the peer's chain may hold, its leaf included; a longer chain is refused before it
+    /// is looked at. Nil: GnuTLS's default, ``VerificationFailure/maximumChainLength``. 1 to that value.
+    public var maximumVerificationDepth: Int? = nil
+    /// Called with one line in the NSS key log format (`LABEL CLIENT_RANDOM_HEX SECRET_HEX`, no newline) for
+    /// each secret a session derives, so that a capture can be decrypted (Wireshark's "(Pre)-Master-Secret log
+    /// filename"). Nil: no key log (GnuTLS's own `SSLKEYLOGFILE` handling is then left as it is).
+    ///
+    /// - Warning: the lines are the session keys. Anyone who has them and a capture reads the traffic.
+    public var keyLog: (@Sendable (String) -> Void)? = nil
     /// The session-ticket master key (servers): nil for a fresh random one per context; a shared one lets several
     /// instances resume each other's sessions.
     public var ticketKey: TicketKey? = nil
@@ -152,7 +200,7 @@ public struct TLSConfiguration: Sendable {
         applicationProtocols: [String] = []
     ) -> TLSConfiguration {
         TLSConfiguration(
-            role: .client, identity: identity, trustRoots: trustRoots, certificateVerification: verification,
+            role: .client, identities: identity.map { [$0] } ?? [], trustRoots: trustRoots, certificateVerification: verification,
             clientAuthentication: .none, policy: policy, applicationProtocols: applicationProtocols,
             serverName: serverName, sessionTickets: true)
     }
@@ -167,8 +215,22 @@ public struct TLSConfiguration: Sendable {
         policy: ProtocolPolicy = .intermediate,
         applicationProtocols: [String] = []
     ) -> TLSConfiguration {
+        server(
+            identities: [identity], clientAuthentication: clientAuthentication, trustRoots: trustRoots,
+            policy: policy, applicationProtocols: applicationProtocols)
+    }
+
+    /// A server configuration with several identities, chosen per connection by the name the client asks for
+    /// (see ``identities``); the first is the default.
+    public static func server(
+        identities: [Identity],
+        clientAuthentication: ClientAuthentication = .none,
+        trustRoots: TrustRoots = .system,
+        policy: ProtocolPolicy = .intermediate,
+        applicationProtocols: [String] = []
+    ) -> TLSConfiguration {
         TLSConfiguration(
-            role: .server, identity: identity, trustRoots: trustRoots, certificateVerification: .full,
+            role: .server, identities: identities, trustRoots: trustRoots, certificateVerification: .full,
             clientAuthentication: clientAuthentication, policy: policy, applicationProtocols: applicationProtocols,
             serverName: nil, sessionTickets: true)
     }

@@ -22,11 +22,27 @@ public final class TLSContext: @unchecked Sendable {
     public var role: TLSConfiguration.Role { configuration.role }
     /// The number of trust anchors loaded (from the system store or the configured file or certificates).
     public let trustAnchorCount: Int
-    /// The certificate chain this side presents, if any (leaf first).
+    /// The certificate chain this side presents, if any (leaf first): the first of ``certificateChains``.
     public let certificateChain: [Certificate]
+    /// Every identity's chain, in the configuration's order.
+    public let certificateChains: [[Certificate]]
+    /// Every identity's stapled OCSP response as loaded (nil where none was given), in the same order.
+    public let ocspResponses: [OCSPStatus?]
 
     /// The TLS versions the priority string enables, newest first.
     public let enabledVersions: [TLSVersion]
+    /// The cipher suites the priority string enables, in priority order (GnuTLS's names, for example
+    /// `TLS_AES_128_GCM_SHA256`, `TLS_ECDHE_RSA_AES_128_CBC_SHA1`).
+    public var enabledCipherSuites: [String] { priority.cipherSuites.map(\.name) }
+    /// The enabled cipher suites that are not AEAD (CBC with a MAC, stream ciphers, NULL): the ones a raw
+    /// priority string should not allow. Empty for the named policies.
+    public var nonAEADCipherSuites: [String] { priority.cipherSuites.filter { !$0.isAEAD }.map(\.name) }
+    /// The revocation lists peers' chains are checked against.
+    public let revocationLists: [CertificateRevocationList]
+    /// The most certificates a peer's chain may hold.
+    public let maximumVerificationDepth: Int
+    /// The key log callback, read by each session (see ``TLSConfiguration/keyLog``).
+    let keyLog: (@Sendable (String) -> Void)?
     /// The same, as a bit set in ``ClientHelloVersions`` form.
     let enabledVersionBits: UInt8
 
@@ -43,10 +59,20 @@ public final class TLSContext: @unchecked Sendable {
     /// Nil otherwise; a client with full verification makes its own, with the server name.
     let sharedPeerVerification: PeerVerification?
 
+    /// Whether sessions check the peer beyond GnuTLS's verification (pins, a required OCSP staple, the
+    /// application's check), which takes our own verify callback.
+    let hasOwnPeerChecks: Bool
+
     /// Builds a context.
     ///
     /// - Throws: ``TLSError`` of kind ``TLSError/Kind/configuration`` naming what is wrong.
-    public init(configuration: TLSConfiguration) throws(TLSError) {
+    public convenience init(configuration: TLSConfiguration) throws(TLSError) {
+        try self.init(configuration: configuration, replacing: nil)
+    }
+
+    /// Builds a context that takes over from `previous` (a reload): it keeps the previous context's generated
+    /// session-ticket key, so that tickets issued before the reload still resume.
+    init(configuration: TLSConfiguration, replacing previous: TLSContext?) throws(TLSError) {
         self.configuration = configuration
         let protocols = configuration.applicationProtocols
         guard protocols.count <= 8 else {
@@ -55,8 +81,17 @@ public final class TLSContext: @unchecked Sendable {
         for name in protocols where name.utf8.isEmpty || name.utf8.count > 32 {
             throw TLSError.configuration("ALPN protocol '\(name)' must be 1 to 32 bytes long")
         }
-        if configuration.role == .server && configuration.identity == nil {
+        if configuration.role == .server && configuration.identities.isEmpty {
             throw TLSError.configuration("a server needs a certificate chain and private key")
+        }
+        if configuration.role == .client && configuration.identities.count > 1 {
+            throw TLSError.configuration("a client presents one certificate chain, not \(configuration.identities.count)")
+        }
+
+        hasOwnPeerChecks = !configuration.pinnedPublicKeys.isEmpty || configuration.peerCheck != nil
+            || (configuration.role == .client && configuration.requiresOCSPStaple)
+        if configuration.role == .server && !configuration.pinnedPublicKeys.isEmpty {
+            throw TLSError.configuration("public-key pins are for clients; a server checks client certificates with a peer check")
         }
 
         // Each handle's owner frees it if a later step throws.
@@ -66,10 +101,32 @@ public final class TLSContext: @unchecked Sendable {
         applicationProtocols = ApplicationProtocolList(protocols)
         enabledVersions = versions.sorted { $0.wireValue > $1.wireValue }
         enabledVersionBits = versions.reduce(0) { $0 | ClientHelloVersions.bit($1.wireValue) }
-        ticketKey =
-            configuration.role == .server && configuration.sessionTickets
-            ? try SessionTicketKey(configuration.ticketKey) : nil
+        if configuration.role == .server && configuration.sessionTickets {
+            // A generated key carries over a reload; a configured one is read again.
+            if configuration.ticketKey == nil, let carried = previous?.ticketKey {
+                ticketKey = carried
+            } else {
+                ticketKey = try SessionTicketKey(configuration.ticketKey)
+            }
+        } else {
+            ticketKey = nil
+        }
         sessionCache = configuration.role == .server ? configuration.sessionCache.map(SessionCacheBox.init) : nil
+        keyLog = configuration.keyLog
+        let depth = configuration.maximumVerificationDepth ?? VerificationFailure.maximumChainLength
+        guard (1...VerificationFailure.maximumChainLength).contains(depth) else {
+            throw TLSError.configuration(
+                "the maximum verification depth must be 1 to \(VerificationFailure.maximumChainLength), not \(depth)")
+        }
+        maximumVerificationDepth = depth
+        var lists: [CertificateRevocationList] = []
+        for source in configuration.revocationLists {
+            switch source {
+            case .file(let path): lists += try CertificateRevocationList.load(file: path)
+            case .lists(let given): lists += given
+            }
+        }
+        revocationLists = lists
 
         switch (configuration.role, configuration.clientAuthentication, configuration.certificateVerification) {
         case (.server, .verifyIfGiven, _), (.server, .requireAndVerify, _):
@@ -80,12 +137,14 @@ public final class TLSContext: @unchecked Sendable {
             sharedPeerVerification = nil
         }
 
-        if let identity = configuration.identity {
-            certificateChain = try TLSContext.loadIdentity(identity, into: credentials.handle)
-        } else {
-            certificateChain = []
-        }
+        let loaded = try IdentityLoader.load(configuration.identities, into: credentials)
+        certificateChains = loaded.map(\.chain)
+        certificateChain = certificateChains.first ?? []
+        ocspResponses = loaded.map(\.ocsp)
         trustAnchorCount = try TLSContext.loadTrust(configuration, into: credentials.handle)
+        if trustAnchorCount > 0 {
+            try TLSContext.loadRevocation(lists, depth: depth, into: credentials.handle)
+        }
         if configuration.role == .server {
             _ = gnutls_certificate_set_known_dh_params(credentials.handle, GNUTLS_SEC_PARAM_MEDIUM)
         }
@@ -108,65 +167,6 @@ public final class TLSContext: @unchecked Sendable {
         return session
     }
 
-    private static func loadIdentity(
-        _ identity: TLSConfiguration.Identity, into credentials: gnutls_certificate_credentials_t
-    ) throws(TLSError) -> [Certificate] {
-        let chain: [Certificate]
-        let key: X509PrivateKey
-        let keySource: String
-        let chainSource: String
-        switch identity {
-        case .files(let chainPath, let keyPath, let password):
-            chain = try Certificate.load(file: chainPath)
-            let bytes = try CredentialFile.read(keyPath, what: "private key file")
-            keySource = "private key file '\(keyPath)'"
-            chainSource = "certificate file '\(chainPath)'"
-            key = try X509PrivateKey(bytes: bytes, password: password, source: keySource)
-        case .certificates(let certificates, let privateKey):
-            guard !certificates.isEmpty else {
-                throw TLSError.configuration("the identity holds no certificate")
-            }
-            chain = certificates
-            keySource = "the private key"
-            chainSource = "the certificate chain"
-            key = try X509PrivateKey(bytes: privateKey.pkcs8DERBytes, password: nil, source: keySource)
-        }
-        var handles: [X509Certificate] = []
-        for (index, certificate) in chain.enumerated() {
-            let handle = try X509Certificate(der: certificate.derBytes, source: chainSource)
-            // GnuTLS 3.7.9's gnutls_certificate_set_x509_key accepts a chain certificate whose public key it cannot
-            // use (an unknown algorithm, an unsupported curve), and the key pair it then stores is never freed
-            // (found by the fuzz-certificate target). Such a chain cannot be used anyway: refuse it first.
-            guard gnutls_x509_crt_get_pk_algorithm(handle.crt, nil) > 0 else {
-                throw TLSError.configuration(
-                    "certificate \(index + 1) in \(chainSource) has a public-key algorithm GnuTLS does not support")
-            }
-            var publicKey: gnutls_pubkey_t?
-            guard gnutls_pubkey_init(&publicKey) == 0, let publicKey else {
-                throw TLSError.configuration("cannot allocate a public key")
-            }
-            let imported = gnutls_pubkey_import_x509(publicKey, handle.crt, 0)
-            gnutls_pubkey_deinit(publicKey)
-            guard imported == 0 else {
-                throw TLSError.configuration(
-                    "certificate \(index + 1) in \(chainSource) has a public key GnuTLS cannot use "
-                        + "(for example an unsupported curve)", code: imported)
-            }
-            handles.append(handle)
-        }
-        var crts: [gnutls_x509_crt_t?] = handles.map { $0.crt }
-        let rc = gnutls_certificate_set_x509_key(credentials, &crts, Int32(crts.count), key.key)
-        withExtendedLifetime(handles) {}
-        guard rc >= 0 else {
-            if rc == GNUTLS_E_CERTIFICATE_KEY_MISMATCH {
-                throw TLSError.configuration(
-                    "\(keySource) does not match the certificate in \(chainSource)", code: rc)
-            }
-            throw TLSError.configuration("cannot use \(chainSource) with \(keySource): \(TLSError.message(of: rc))", code: rc)
-        }
-        return chain
-    }
-
     private static func loadTrust(
         _ configuration: TLSConfiguration, into credentials: gnutls_certificate_credentials_t
     ) throws(TLSError) -> Int {
@@ -180,8 +180,37 @@ public final class TLSContext: @unchecked Sendable {
             }
         }
         guard needsTrust else { return 0 }
+        var count = try loadAnchors(configuration.trustRoots, into: credentials)
+        for roots in configuration.additionalTrustRoots {
+            count += try loadAnchors(roots, into: credentials)
+        }
+        return count
+    }
+
+    /// Adds revocation lists and the verification depth to the credentials (after the trust anchors).
+    private static func loadRevocation(
+        _ lists: [CertificateRevocationList], depth: Int, into credentials: gnutls_certificate_credentials_t
+    ) throws(TLSError) {
+        for list in lists {
+            let rc = GnuTLSDatum.withNULTerminated(list.derBytes) { datum in
+                gnutls_certificate_set_x509_crl_mem(credentials, &datum, GNUTLS_X509_FMT_DER)
+            }
+            guard rc >= 0 else {
+                throw TLSError.configuration("cannot use the CRL issued by '\(list.issuer)'", code: rc)
+            }
+        }
+        if depth != VerificationFailure.maximumChainLength {
+            // 16384 bits: GnuTLS's default limit on key sizes, left as it is.
+            gnutls_certificate_set_verify_limits(credentials, 16384, UInt32(depth))
+        }
+    }
+
+    /// Loads one source of trust anchors and returns how many it held.
+    private static func loadAnchors(
+        _ roots: TLSConfiguration.TrustRoots, into credentials: gnutls_certificate_credentials_t
+    ) throws(TLSError) -> Int {
         let anchors: [Certificate]
-        switch configuration.trustRoots {
+        switch roots {
         case .system:
             let count = gnutls_certificate_set_x509_system_trust(credentials)
             guard count > 0 else {
@@ -195,6 +224,8 @@ public final class TLSContext: @unchecked Sendable {
         case .certificates(let certificates):
             guard !certificates.isEmpty else { throw TLSError.configuration("the trust roots hold no certificate") }
             anchors = certificates
+        case .directory(let path):
+            anchors = try loadDirectory(path)
         }
         for anchor in anchors {
             let rc = GnuTLSDatum.withNULTerminated(anchor.derBytes) { datum in
@@ -205,5 +236,35 @@ public final class TLSContext: @unchecked Sendable {
             }
         }
         return anchors.count
+    }
+
+    /// Every certificate in the regular files of a directory (hidden files and subdirectories skipped), in
+    /// the order of the file names.
+    static func loadDirectory(_ path: String) throws(TLSError) -> [Certificate] {
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: path).sorted()
+        } catch {
+            var info = stat()
+            let why: String
+            if stat(path, &info) != 0 {
+                why = String(cString: strerror(errno)).lowercased()
+            } else {
+                why = info.st_mode & S_IFMT == S_IFDIR ? "it cannot be read" : "it is not a directory"
+            }
+            throw TLSError.configuration("cannot read the CA directory '\(path)': \(why)")
+        }
+        var anchors: [Certificate] = []
+        for name in names where !name.hasPrefix(".") {
+            let file = path.hasSuffix("/") ? path + name : path + "/" + name
+            // Symbolic links are followed (c_rehash makes them); directories and the like are skipped.
+            var info = stat()
+            guard stat(file, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
+            anchors += try Certificate.load(file: file)
+        }
+        guard !anchors.isEmpty else {
+            throw TLSError.configuration("the CA directory '\(path)' holds no certificate files")
+        }
+        return anchors
     }
 }

@@ -24,6 +24,9 @@ extension TLSError {
     /// - Returns: the error, and the alert to answer the peer with.
     static func session(code rc: Int32, in session: TLSSession, context description: String) -> (TLSError, PeerAlert) {
         let role = session.context.configuration.role
+        if let failure = session.callbackFailure {
+            return (failure, .appropriate)
+        }
         if rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR || rc == GNUTLS_E_CERTIFICATE_ERROR {
             let chain = session.peerCertificates
             let error: TLSError
@@ -35,7 +38,9 @@ extension TLSError {
                 let result = session.peerVerificationResult(handshakeCode: rc)
                 let failure = VerificationFailure.decode(
                     status: result.status, code: result.code, chain: chain, checkedName: session.peerVerification?.name,
-                    requiredPurpose: session.peerVerification?.purpose)
+                    requiredPurpose: session.peerVerification?.purpose,
+                    revocationLists: session.context.revocationLists,
+                    maximumDepth: session.context.maximumVerificationDepth)
                 let whose = role == .client ? "server" : "client"
                 error = TLSError(
                     kind: .verification, code: rc, codeName: TLSError.name(of: rc),

@@ -39,6 +39,10 @@ public struct TLSError: Error, Sendable, Equatable, CustomStringConvertible {
         case timeout
         /// The peer sent more than a limit allows (for example, before its handshake completed).
         case limitExceeded
+        /// The application's own check of the peer's certificate (``TLSConfiguration/peerCheck``) refused it.
+        case rejectedByApplication
+        /// The server's ``TLSConfiguration/contextSelector`` failed for this connection.
+        case contextSelectionFailed
         /// Any other GnuTLS failure; ``TLSError/codeName`` tells which.
         case other
     }

@@ -68,6 +68,75 @@ extension TLSSession {
         }
     }
 
+    /// The OCSP response the server stapled for its certificate (clients), decoded; nil if it sent none.
+    public var stapledOCSPResponse: OCSPStatus? {
+        guard isHandshakeComplete, context.role == .client else { return nil }
+        var datum = gnutls_datum_t()
+        // The datum is the session's; it is only copied.
+        guard gnutls_ocsp_status_request_get2(session, 0, &datum) == 0, let data = datum.data, datum.size > 0 else {
+            return nil
+        }
+        return try? OCSPStatus(derBytes: Array(UnsafeBufferPointer(start: data, count: Int(datum.size))))
+    }
+
+    /// Whether a stapled OCSP response was received and verified (signed for the server's certificate, current,
+    /// "good"). Only a verifying client checks one.
+    public var isOCSPStapleVerified: Bool {
+        isHandshakeComplete && hasGoodOCSPStaple
+    }
+
+    /// Whether GnuTLS checked the stapled response (signed for the certificate, current, not "revoked") and it
+    /// says "good". GnuTLS's check also passes a response whose status is "unknown", which vouches for nothing.
+    var hasGoodOCSPStaple: Bool {
+        guard gnutls_ocsp_status_request_is_checked(session, 0) != 0 else { return false }
+        var datum = gnutls_datum_t()
+        guard gnutls_ocsp_status_request_get2(session, 0, &datum) == 0, let data = datum.data, datum.size > 0 else {
+            return false
+        }
+        let status = try? OCSPStatus(derBytes: Array(UnsafeBufferPointer(start: data, count: Int(datum.size))))
+        return status?.certificateStatus == .good
+    }
+
+    /// Derives keying material from the session's secrets (RFC 5705; RFC 8446 section 7.5 for TLS 1.3), for
+    /// protocols that bind themselves to this TLS connection. Both ends get the same bytes for the same label
+    /// and context; `openssl s_client -keymatexport LABEL -keymatexportlen N` prints them too.
+    ///
+    /// - Parameters:
+    ///   - label: the exporter label, for example `EXPORTER-my-protocol`.
+    ///   - context: the context value; nil for none (distinct from an empty one under TLS 1.2).
+    ///   - count: how many bytes to derive (1 to 65536).
+    public func exportKeyingMaterial(label: String, context: [UInt8]? = nil, count: Int) throws(TLSError) -> [UInt8] {
+        guard isHandshakeComplete else {
+            throw TLSError.invalidState("keying material can be exported only after the handshake")
+        }
+        guard (1...65536).contains(count) else {
+            throw TLSError.invalidState("keying material must be 1 to 65536 bytes, not \(count)")
+        }
+        var output = [UInt8](repeating: 0, count: count)
+        let labelBytes = Array(label.utf8)
+        let rc: Int32 = labelBytes.withUnsafeBufferPointer { labelBuffer in
+            output.withUnsafeMutableBytes { out in
+                labelBuffer.withMemoryRebound(to: CChar.self) { labelChars in
+                    if let context {
+                        return context.withUnsafeBufferPointer { contextBuffer in
+                            contextBuffer.withMemoryRebound(to: CChar.self) { contextChars in
+                                gnutls_prf_rfc5705(
+                                    session, labelChars.count, labelChars.baseAddress, contextChars.count,
+                                    contextChars.baseAddress ?? UnsafePointer(bitPattern: 1), count, out.baseAddress)
+                            }
+                        }
+                    }
+                    return gnutls_prf_rfc5705(session, labelChars.count, labelChars.baseAddress, 0, nil, count, out.baseAddress)
+                }
+            }
+        }
+        guard rc == 0 else {
+            throw TLSError(kind: .other, code: rc, codeName: TLSError.name(of: rc),
+                           reason: "cannot export keying material: \(TLSError.message(of: rc))")
+        }
+        return output
+    }
+
     /// Opaque data with which a later client session can resume this one (see
     /// ``TLSContext/makeSession(serverName:resumptionData:)``), or nil if the server issued no ticket yet.
     /// Under TLS 1.3 tickets arrive after the handshake, so read some data first.

@@ -37,6 +37,21 @@ public final class TLSSession {
         case complete
         /// The session needs more bytes from the peer. Send the pending output first.
         case needsInput
+        /// The client's hello has arrived and the server's context selector must choose the context for it
+        /// (servers with ``TLSConfiguration/contextSelector``). Answer with ``TLSSession/selectContext(_:)`` or
+        /// ``TLSSession/failContextSelection(_:)``, then call ``TLSSession/handshake()`` again; until then it
+        /// returns ``needsInput``.
+        case needsContext(ClientHelloInfo)
+    }
+
+    /// Where a server with a context selector stands with it.
+    enum ContextSelection {
+        /// No selector, or the selection is made.
+        case none
+        /// The ClientHello has not been read yet.
+        case waitingForHello
+        /// The selector has been asked about this hello.
+        case asked(ClientHelloInfo)
     }
 
     /// The outcome of ``read(into:)``.
@@ -49,8 +64,11 @@ public final class TLSSession {
         case closed
     }
 
-    /// The context this session was made from.
-    public let context: TLSContext
+    /// The context this session uses: the one it was made from or, on a server with a context selector, the
+    /// one selected for it (see ``selectContext(_:)``).
+    // Changed only before GnuTLS reads the first byte, never during a call into GnuTLS: no dynamic exclusivity
+    // checks.
+    @exclusivity(unchecked) public private(set) var context: TLSContext
     /// The name sent as SNI and checked against the server's certificate (clients), if any.
     public let serverName: String?
     // Read on every call and never held across a call into GnuTLS (whose callbacks do not touch it): no dynamic
@@ -69,6 +87,8 @@ public final class TLSSession {
     // Set while the session is configured, then only read (never across a call that could set it): no dynamic
     // exclusivity checks.
     @exclusivity(unchecked) private(set) var peerVerification: PeerVerification?
+    /// The context selection, for servers with a selector.
+    private var contextSelection = ContextSelection.none
     /// Whether a TLS 1.3 session ticket arrived (set by the ticket hook, read by ``resumptionData``).
     private(set) var receivedTicket = false
 
@@ -98,18 +118,100 @@ public final class TLSSession {
         gnutls_transport_set_vec_push_function(session, tlsSessionVecPush)
         gnutls_transport_set_pull_function(session, tlsSessionPull)
         gnutls_transport_set_pull_timeout_function(session, tlsSessionPullTimeout)
-
-        if configuration.applicationProtocols.count > 0 {
-            let alpnFlags = isClient ? 0 : UInt32(GNUTLS_ALPN_SERVER_PRECEDENCE.rawValue | GNUTLS_ALPN_MANDATORY.rawValue)
-            let alpn = context.applicationProtocols
-            rc = gnutls_alpn_set_protocols(session, alpn.datums.baseAddress, UInt32(alpn.count), alpnFlags)
-            try check(rc, "cannot set ALPN protocols")
+        if context.keyLog != nil {
+            gnutls_session_set_keylog_function(session, tlsSessionKeyLog)
         }
+
+        if configuration.applicationProtocols.count > 0 { try configureApplicationProtocols() }
 
         if isClient {
             try configureClient(serverName: serverName)
         } else {
             configureServer()
+            if configuration.contextSelector != nil { contextSelection = .waitingForHello }
+        }
+    }
+
+    private func configureApplicationProtocols() throws(TLSError) {
+        let isClient = context.role == .client
+        let alpnFlags = isClient ? 0 : UInt32(GNUTLS_ALPN_SERVER_PRECEDENCE.rawValue | GNUTLS_ALPN_MANDATORY.rawValue)
+        let alpn = context.applicationProtocols
+        let rc = gnutls_alpn_set_protocols(session, alpn.datums.baseAddress, UInt32(alpn.count), alpnFlags)
+        try check(rc, "cannot set ALPN protocols")
+    }
+
+    /// Gives a server session the context its selector chose (nil: go on with the one it has), after
+    /// ``handshake()`` returned ``HandshakeStatus/needsContext(_:)``. Everything the context holds applies to
+    /// this connection: certificates, trust for client certificates, policy, ALPN, client authentication,
+    /// session tickets. Only the selector itself is not consulted again.
+    ///
+    /// Part of the sans-I/O API.
+    ///
+    /// - Throws: ``TLSError`` of kind ``TLSError/Kind/invalidState`` when no selection is pending, or
+    ///   ``TLSError/Kind/contextSelectionFailed`` (after failing the session) for a client context.
+    public func selectContext(_ selected: TLSContext?) throws(TLSError) {
+        guard case .asked = contextSelection else {
+            throw TLSError.invalidState("no context selection is pending for this session")
+        }
+        contextSelection = .none
+        guard let selected, selected !== context else { return }
+        guard selected.role == .server else {
+            let error = TLSError(
+                kind: .contextSelectionFailed, reason: "handshake failed: the context selector chose a client context")
+            failContextSelection(error)
+            throw error
+        }
+        let hadProtocols = context.applicationProtocols.count > 0
+        context = selected
+        peerVerification = nil
+        do {
+            try check(gnutls_priority_set(session, selected.priority.handle), "cannot apply the priority string")
+            let credentials = UnsafeMutableRawPointer(selected.credentials.handle)
+            try check(gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, credentials), "cannot attach credentials")
+            if hadProtocols || selected.applicationProtocols.count > 0 { try configureApplicationProtocols() }
+        } catch {
+            abort(error)
+            throw error
+        }
+        configureServer()
+    }
+
+    /// Ends a server session whose context selector failed: a `handshake_failure` alert for the client, and the
+    /// session fails with an error of kind ``TLSError/Kind/contextSelectionFailed`` saying why.
+    ///
+    /// Part of the sans-I/O API.
+    public func failContextSelection(_ reason: any Error) {
+        let error: TLSError
+        if let tlsError = reason as? TLSError, tlsError.kind == .contextSelectionFailed {
+            error = tlsError
+        } else {
+            let words = (reason as? TLSError)?.reason ?? String(describing: reason)
+            error = TLSError(
+                kind: .contextSelectionFailed, reason: "handshake failed: the context selector failed: \(words)")
+        }
+        contextSelection = .none
+        abort(error)
+    }
+
+    /// For a server with a selector that has not chosen yet: whether the hello is there to ask about.
+    private func peekClientHello() -> HandshakeStatus? {
+        switch contextSelection {
+        case .none: return nil
+        case .asked: return HandshakeStatus.needsInput
+        case .waitingForHello: break
+        }
+        io.pointee.keepBorrowedInput()
+        switch ClientHelloPeek.parse(io.pointee.inbound.bytes) {
+        case .incomplete:
+            // An input that ended is GnuTLS's to report.
+            if io.pointee.inboundEnded { contextSelection = .none; return nil }
+            return .needsInput
+        case .notAHello:
+            contextSelection = .none
+            return nil
+        case .hello(let hello):
+            contextSelection = .asked(hello)
+            return .needsContext(hello)
         }
     }
 
@@ -144,22 +246,28 @@ public final class TLSSession {
             // The name is not checked, the purpose is: a client certificate does not make a server.
             verifyPeer(with: context.sharedPeerVerification)
         case .insecureNoVerification:
-            break
+            if context.hasOwnPeerChecks { gnutls_session_set_verify_function(session, tlsSessionVerifyPeer) }
         }
-        if configuration.sessionTickets {
-            gnutls_handshake_set_hook_function(
-                session, UInt32(GNUTLS_HANDSHAKE_NEW_SESSION_TICKET.rawValue), Int32(GNUTLS_HOOK_POST),
-                tlsSessionTicketHook)
-        }
+        // Every message (GNUTLS_HANDSHAKE_ANY): the hook notes tickets and the server's SNI acknowledgement.
+        gnutls_handshake_set_hook_function(session, UInt32.max, Int32(GNUTLS_HOOK_POST), tlsSessionClientHook)
     }
 
     /// Has GnuTLS verify the peer's certificate during the handshake: its chain, its key purpose (as
     /// `openssl s_server -Verify` and OpenSSL clients do; a certificate without extended key usage passes)
     /// and, when given, the name.
+    ///
+    /// With checks of the library's own on top (pins, a required OCSP staple, the application's check), our
+    /// verify callback runs GnuTLS's verification with the same data and then those checks.
     private func verifyPeer(with verification: PeerVerification?) {
         guard let verification else { preconditionFailure("the context made no verification data for this role") }
         peerVerification = verification
-        verification.install(on: session)
+        // A client always checks through our callback: GnuTLS refuses a must-staple certificate only when no
+        // staple came, and takes one that says "unknown" as checked.
+        if context.hasOwnPeerChecks || context.configuration.role == .client {
+            gnutls_session_set_verify_function(session, tlsSessionVerifyPeer)
+        } else {
+            verification.install(on: session)
+        }
     }
 
     private func configureServer() {
@@ -175,21 +283,23 @@ public final class TLSSession {
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_IGNORE)
         case .requestWithoutVerification:
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUEST)
+            if context.hasOwnPeerChecks { gnutls_session_set_verify_function(session, tlsSessionVerifyPeer) }
         case .requireAnyWithoutVerification:
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE)
+            if context.hasOwnPeerChecks { gnutls_session_set_verify_function(session, tlsSessionVerifyPeer) }
         case .verifyIfGiven:
             // gnutls_session_set_verify_cert2 would refuse a client that sends nothing; verify only what is
             // sent, against the same typed data.
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUEST)
             peerVerification = context.sharedPeerVerification
-            gnutls_session_set_verify_function(session, tlsSessionVerifyIfGiven)
+            gnutls_session_set_verify_function(session, tlsSessionVerifyPeer)
         case .requireAndVerify:
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE)
             verifyPeer(with: context.sharedPeerVerification)
         }
-        // The CertificateRequest names no CAs: a GnuTLS client would otherwise withhold a certificate whose
-        // issuer is not listed, and a refusal would read "no certificate" instead of "untrusted issuer".
-        gnutls_certificate_send_x509_rdn_sequence(session, 1)
+        // By default the CertificateRequest names no CAs: a GnuTLS client would otherwise withhold a certificate
+        // whose issuer is not listed, and a refusal would read "no certificate" instead of "untrusted issuer".
+        gnutls_certificate_send_x509_rdn_sequence(session, configuration.sendsCertificateAuthorityNames ? 0 : 1)
     }
 
     // MARK: - Bytes in and out
@@ -297,6 +407,10 @@ public final class TLSSession {
         io.pointee.outbound.releaseIfEmpty()
     }
 
+    /// Whether the server answered the SNI name this client sent with its own server_name extension (RFC 6066),
+    /// which says it used the name to choose its certificate. Clients only; false when no name was sent.
+    public internal(set) var serverNameAcknowledged = false
+
     /// Called by the ticket hook when a session ticket arrives.
     func noteTicket() { receivedTicket = true }
 
@@ -307,9 +421,73 @@ public final class TLSSession {
     /// Whether the ClientHello offered no protocol version this server accepts (set by the hello hook).
     var clientOffersNoAcceptableVersion = false
 
-    /// The result recorded by our own verify callback (verify-if-given), read by `fail`: GnuTLS's return code
-    /// and, when it is 0, the status bits.
+    /// The result recorded by our own verify callback, read by `fail`: GnuTLS's return code and, when it is 0,
+    /// the status bits.
     var callbackVerifyResult: (code: Int32, status: UInt32)?
+    /// A refusal by one of the checks our verify callback makes after GnuTLS's (a pin, a required staple, the
+    /// application's check), read by `fail`.
+    var callbackFailure: TLSError?
+
+    /// Our verify callback: GnuTLS's verification (when the peer is verified), then the pins, the required
+    /// OCSP staple and the application's check. Returns 0 to go on, or the code that ends the handshake.
+    func verifyInCallback() -> Int32 {
+        let configuration = context.configuration
+        var count: UInt32 = 0
+        let sent = gnutls_certificate_get_peers(session, &count) != nil && count > 0
+        if let verification = peerVerification, sent {
+            let result = verification.verifyPeer(of: session)
+            guard result.code == 0 && result.status == 0 else {
+                callbackVerifyResult = result
+                return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR
+            }
+        }
+        let whose = configuration.role == .client ? "server" : "client"
+        func refuse(_ reason: VerificationFailure.Reason, chain: [Certificate]) -> Int32 {
+            let failure = VerificationFailure(
+                reasons: [reason], checkedName: peerVerification?.name,
+                certificateNames: chain.first?.names ?? [], status: 0)
+            callbackFailure = TLSError(
+                kind: .verification, code: GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR,
+                codeName: TLSError.name(of: GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR),
+                reason: "handshake failed: the \(whose)'s certificate was refused: \(failure)", verification: failure)
+            return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR
+        }
+        if configuration.role == .client && sent && !hasGoodOCSPStaple {
+            // GnuTLS has refused a must-staple certificate without a staple, and one with a staple it could not
+            // check (invalid or revoked); what passes here is a missing staple or one that says "unknown".
+            if peerVerification != nil, OCSPStatus.isMustStaple(der: peerLeafDER) {
+                return refuse(.ocspStapleMissing(certificateRequiresIt: true), chain: peerCertificates)
+            }
+            if configuration.requiresOCSPStaple {
+                return refuse(.ocspStapleMissing(certificateRequiresIt: false), chain: peerCertificates)
+            }
+        }
+        if !configuration.pinnedPublicKeys.isEmpty, sent {
+            let chain = peerCertificates
+            let presented = chain.first.map(PublicKeyPin.init(certificate:))
+            if let presented, !configuration.pinnedPublicKeys.contains(presented) {
+                return refuse(.publicKeyNotPinned(presented: presented, expected: configuration.pinnedPublicKeys), chain: chain)
+            }
+        }
+        if let check = configuration.peerCheck {
+            let chain = sent ? peerCertificates : []
+            if case .reject(let reason) = check(chain) {
+                callbackFailure = TLSError(
+                    kind: .rejectedByApplication, code: GNUTLS_E_CERTIFICATE_ERROR,
+                    codeName: TLSError.name(of: GNUTLS_E_CERTIFICATE_ERROR),
+                    reason: "handshake failed: the application refused the \(whose)'s certificate: \(reason)")
+                return GNUTLS_E_CERTIFICATE_ERROR
+            }
+        }
+        return 0
+    }
+
+    /// The DER of the peer's certificate (empty if it sent none), copied without decoding the chain.
+    private var peerLeafDER: [UInt8] {
+        var count: UInt32 = 0
+        guard let list = gnutls_certificate_get_peers(session, &count), count > 0, let data = list[0].data else { return [] }
+        return Array(UnsafeBufferPointer(start: data, count: Int(list[0].size)))
+    }
 
     /// GnuTLS's verdict on the peer's certificate, after `rc` ended the handshake: the return code of the
     /// verification (negative: it could not be done) and, when that is 0, the status bits.
@@ -343,6 +521,7 @@ public final class TLSSession {
         case .failed(let error): throw error
         default: return .complete
         }
+        if let status = peekClientHello() { return status }
         var retries = 0
         while true {
             let before = bufferedInputCount

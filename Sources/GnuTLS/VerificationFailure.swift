@@ -16,8 +16,11 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
         case selfSigned
         /// The certificate was not issued for the name that was checked.
         case hostnameMismatch
-        /// The certificate was revoked.
+        /// The certificate was revoked (by a CRL that could not be matched to it).
         case revoked
+        /// A certificate of the chain was revoked on the given date, by a CRL of its issuer that lists its serial
+        /// number (hexadecimal), for the reason the CRL gives, if it gives one.
+        case revokedOn(Date, serialNumber: String, reason: CertificateRevocationList.Reason?)
         /// The chain uses an algorithm considered insecure (for example SHA-1 or a short key).
         case insecureAlgorithm
         /// A signature in the chain does not verify.
@@ -30,8 +33,19 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
         /// The peer sent more certificates than GnuTLS verifies (``VerificationFailure/maximumChainLength``);
         /// the value is how many it sent. No other check was made.
         case chainTooLong(Int)
+        /// The peer sent more certificates than the configured maximum verification depth allows
+        /// (``TLSConfiguration/maximumVerificationDepth``): the limit, and how many it sent.
+        case depthExceeded(limit: Int, sent: Int)
         /// The peer sent no certificate although one was required.
         case noCertificate
+        /// The certificate's public key is none of the pinned ones (``TLSConfiguration/pinnedPublicKeys``).
+        case publicKeyNotPinned(presented: PublicKeyPin, expected: [PublicKeyPin])
+        /// No valid OCSP response was stapled, and one is required: by the certificate itself (its TLS feature
+        /// extension says "must staple") or by the configuration (``TLSConfiguration/requiresOCSPStaple``).
+        case ocspStapleMissing(certificateRequiresIt: Bool)
+        /// The stapled OCSP response is not valid: not signed by the issuer, for another certificate, or
+        /// out of date.
+        case invalidOCSPResponse
         /// Another reason, as GnuTLS words it.
         case other(String)
 
@@ -44,6 +58,12 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
             case .selfSigned: return "certificate is self-signed and not trusted"
             case .hostnameMismatch: return "certificate does not match the requested name"
             case .revoked: return "certificate has been revoked"
+            case .revokedOn(let date, let serial, let reason):
+                return "certificate has been revoked: serial \(serial) was revoked on \(VerificationFailure.format(date))"
+                    + (reason.map { " (reason: \($0))" } ?? "")
+            case .depthExceeded(let limit, let sent):
+                return "the chain is longer than the maximum verification depth of \(limit) "
+                    + "(the peer sent \(sent) certificates)"
             case .insecureAlgorithm: return "certificate chain uses an insecure algorithm"
             case .badSignature: return "a signature in the certificate chain does not verify"
             case .invalidIssuer: return "the issuer is not allowed to issue this certificate"
@@ -52,6 +72,15 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
                 return "the chain is longer than \(VerificationFailure.maximumChainLength) certificates "
                     + "(the peer sent \(count))"
             case .noCertificate: return "the peer sent no certificate"
+            case .publicKeyNotPinned(let presented, let expected):
+                return "certificate's public key \(presented) is not pinned (expected "
+                    + expected.map(\.description).joined(separator: " or ") + ")"
+            case .ocspStapleMissing(let certificateRequiresIt):
+                return certificateRequiresIt
+                    ? "certificate requires a stapled OCSP response (must-staple) and the server sent none that is valid"
+                    : "no valid stapled OCSP response, and one is required"
+            case .invalidOCSPResponse:
+                return "the stapled OCSP response is not valid (wrong signer, another certificate, or out of date)"
             case .other(let text): return text
             }
         }
@@ -71,6 +100,8 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
     public var requiredPurpose: KeyPurpose?
     /// The purposes the certificate's extended key usage allows (empty: no such extension, any purpose).
     public var certificatePurposes: [KeyPurpose]
+    /// The chain the peer presented and that was refused, leaf first (for showing it).
+    public var chain: [Certificate]
 
     /// The most certificates GnuTLS verifies in a peer's chain (its default verification depth, which this
     /// library does not change); a longer chain is refused without being looked at.
@@ -79,8 +110,9 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
     /// Creates a failure description.
     public init(
         reasons: [Reason], checkedName: String?, certificateNames: [String], status: UInt32,
-        requiredPurpose: KeyPurpose? = nil, certificatePurposes: [KeyPurpose] = []
+        requiredPurpose: KeyPurpose? = nil, certificatePurposes: [KeyPurpose] = [], chain: [Certificate] = []
     ) {
+        self.chain = chain
         self.reasons = reasons
         self.checkedName = checkedName
         self.certificateNames = certificateNames
@@ -142,17 +174,20 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
     ///   - requiredPurpose: the key purpose the certificate was checked for.
     static func decode(
         status: UInt32, code: Int32 = 0, chain: [Certificate], checkedName: String?,
-        requiredPurpose: KeyPurpose? = nil
+        requiredPurpose: KeyPurpose? = nil, revocationLists: [CertificateRevocationList] = [],
+        maximumDepth: Int = maximumChainLength
     ) -> VerificationFailure {
         let names = chain.first.map { $0.names } ?? []
         let purposes = chain.first.map { $0.keyPurposes } ?? []
         func failure(_ reasons: [Reason]) -> VerificationFailure {
             VerificationFailure(
                 reasons: reasons, checkedName: checkedName, certificateNames: names, status: status,
-                requiredPurpose: requiredPurpose, certificatePurposes: purposes)
+                requiredPurpose: requiredPurpose, certificatePurposes: purposes, chain: chain)
         }
         if code < 0 {
             switch code {
+            case GNUTLS_E_CONSTRAINT_ERROR where chain.count > maximumDepth && maximumDepth < maximumChainLength:
+                return failure([.depthExceeded(limit: maximumDepth, sent: chain.count)])
             case GNUTLS_E_CONSTRAINT_ERROR where chain.count > maximumChainLength:
                 return failure([.chainTooLong(chain.count)])
             case GNUTLS_E_NO_CERTIFICATE_FOUND:
@@ -187,13 +222,30 @@ public struct VerificationFailure: Sendable, Equatable, CustomStringConvertible 
             }
         }
         if has(GNUTLS_CERT_UNEXPECTED_OWNER) { reasons.append(.hostnameMismatch) }
-        if has(GNUTLS_CERT_REVOKED) { reasons.append(.revoked) }
+        if has(GNUTLS_CERT_REVOKED) {
+            // Name the first certificate of the chain a CRL lists, with its date.
+            let revoked = chain.lazy.compactMap { certificate in
+                revocationLists.lazy.compactMap { $0.entry(revoking: certificate) }.first
+            }.first
+            if let revoked {
+                reasons.append(
+                    .revokedOn(revoked.revocationDate, serialNumber: revoked.serialNumber, reason: revoked.reason))
+            } else {
+                reasons.append(.revoked)
+            }
+        }
         if has(GNUTLS_CERT_INSECURE_ALGORITHM) { reasons.append(.insecureAlgorithm) }
         if has(GNUTLS_CERT_SIGNATURE_FAILURE) { reasons.append(.badSignature) }
         if has(GNUTLS_CERT_SIGNER_NOT_CA) || has(GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE) {
             reasons.append(.invalidIssuer)
         }
         if has(GNUTLS_CERT_PURPOSE_MISMATCH) { reasons.append(.wrongPurpose) }
+        if has(GNUTLS_CERT_MISSING_OCSP_STATUS) { reasons.append(.ocspStapleMissing(certificateRequiresIt: true)) }
+        // GnuTLS marks a stapled response past its next update as superseded revocation data (this library
+        // loads no CRLs, the other source of that bit).
+        if has(GNUTLS_CERT_INVALID_OCSP_STATUS) || has(GNUTLS_CERT_REVOCATION_DATA_SUPERSEDED) {
+            reasons.append(.invalidOCSPResponse)
+        }
         if reasons.isEmpty {
             var text = gnutls_datum_t()
             if gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) == 0,

@@ -84,6 +84,13 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
         }
     }
 
+    /// Derives keying material from the connection's TLS secrets (RFC 5705, RFC 8446 section 7.5); see
+    /// ``TLSSession/exportKeyingMaterial(label:context:count:)``. Call it on the channel's event loop, once the
+    /// handshake has completed.
+    public func exportKeyingMaterial(label: String, context: [UInt8]? = nil, count: Int) throws(TLSError) -> [UInt8] {
+        try session.exportKeyingMaterial(label: label, context: context, count: count)
+    }
+
     /// Creates a handler for one connection.
     ///
     /// - Parameters:
@@ -307,11 +314,33 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
                 if let buffer { scratch = buffer }
                 if delivered { readComplete(context: context, &delivered) }
                 perform(action, context: context)
+            case .selectContext(let hello):
+                if let buffer { scratch = buffer }
+                askContextSelector(about: hello, context: context)
             }
         }
         if delivered { readComplete(context: context, &delivered) }
         flushOutput(context: context)
         updateDeadlines(context: context)
+    }
+
+    /// Asks the configuration's context selector about a hello; its answer, from any thread, comes back to the
+    /// event loop and resumes the handshake.
+    private func askContextSelector(about hello: ClientHelloInfo, context: ChannelHandlerContext) {
+        guard let selector = session.context.configuration.contextSelector else {
+            perform(machine.contextSelected(.success(nil)), context: context)
+            processInput(context: context)
+            return
+        }
+        let loop = context.eventLoop
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        selector(hello) { answer in
+            loop.execute {
+                let (handler, context) = bound.value
+                handler.perform(handler.machine.contextSelected(answer), context: context)
+                handler.processInput(context: context)
+            }
+        }
     }
 
     private func readComplete(context: ChannelHandlerContext, _ delivered: inout Bool) {

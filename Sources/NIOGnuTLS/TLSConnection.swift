@@ -124,6 +124,16 @@ public final class TLSConnection {
         return (async, handshake)
     }
 
+    /// Derives keying material from the connection's TLS secrets (RFC 5705, RFC 8446 section 7.5): both ends get
+    /// the same bytes for the same label and context.
+    public func exportKeyingMaterial(label: String, context: [UInt8]? = nil, count: Int) async throws -> [UInt8] {
+        let channel = self.channel
+        return try await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: GnuTLSHandler.self)
+                .exportKeyingMaterial(label: label, context: context, count: count)
+        }.get()
+    }
+
     /// Sends bytes to the peer.
     public func write(_ bytes: some Sequence<UInt8>) async throws {
         try await writer.write(bytes)

@@ -93,6 +93,9 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
         case peerClosedOutput
         /// Carry out `action`, then step again.
         case act(Action)
+        /// The server's context selector must choose the context for this hello: ask it, and report its answer
+        /// with ``contextSelected(_:)``. Until then the machine waits (input is still buffered and counted).
+        case selectContext(ClientHelloInfo)
     }
 
     /// Where a connection stands. Each state carries what only it needs.
@@ -121,6 +124,8 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
         /// A half-close (`close(mode: .output)`) asked for before the handshake completed, carried out once it
         /// has.
         var halfClose: HalfCloseRequest = .notRequested
+        /// The context selector has been asked and has not answered yet.
+        var selectingContext = false
     }
 
     enum HalfCloseRequest {
@@ -271,6 +276,29 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
         return fail(error)
     }
 
+    /// The context selector answered (see ``InboundAction/selectContext(_:)``): the session takes the chosen
+    /// context, and the caller steps with ``processInput(into:now:)`` again; or, when it failed, the session sends
+    /// a `handshake_failure` alert and the connection fails. An answer that comes after the connection ended (a
+    /// handshake timeout, the peer gone) is ignored.
+    mutating func contextSelected(_ answer: Result<TLSContext?, any Error>) -> Action {
+        guard case .handshaking(var handshaking) = state, handshaking.selectingContext else { return .none }
+        handshaking.selectingContext = false
+        state = .handshaking(handshaking)
+        switch answer {
+        case .success(let selected):
+            do throws(TLSError) {
+                try session.selectContext(selected)
+            } catch {
+                return fail(error)
+            }
+            return .none
+        case .failure(let error):
+            session.failContextSelection(error)
+            if case .failed(let reported) = session.state { return fail(reported) }
+            return fail(error)
+        }
+    }
+
     /// The transport's input ended (the peer's FIN, or the channel closed). What is buffered is still processed;
     /// step with ``processInput(into:now:)`` afterwards.
     mutating func endOfInput() {
@@ -285,11 +313,23 @@ struct TLSConnectionStateMachine<Buffer: TLSPlaintextBuffer, Promise: TLSWritePr
     /// answer in between: a handler further down may write or close in between, and the next step sees it.
     mutating func processInput(into buffer: UnsafeMutableRawBufferPointer, now: () -> Int64) -> InboundAction {
         switch state {
-        case .handshaking(let handshaking):
+        case .handshaking(var handshaking):
+            if handshaking.selectingContext { return .wait }
+            let status: TLSSession.HandshakeStatus
             do throws(TLSError) {
-                guard try session.handshake() == .complete else { return .wait }
+                status = try session.handshake()
             } catch {
                 return .act(fail(error))
+            }
+            switch status {
+            case .complete:
+                break
+            case .needsInput:
+                return .wait
+            case .needsContext(let hello):
+                handshaking.selectingContext = true
+                state = .handshaking(handshaking)
+                return .selectContext(hello)
             }
             state = .active
             if case .requested(let promise) = handshaking.halfClose {

@@ -15,6 +15,8 @@ public struct TLSHandshakeInfo: Sendable, Equatable {
         let isResumed: Bool
         let peerCertificates: [Certificate]
         let requestedServerName: String?
+        let stapledOCSPResponse: OCSPStatus?
+        let serverNameAcknowledged: Bool
 
         init(_ session: TLSSession) {
             version = session.negotiatedVersion
@@ -24,6 +26,8 @@ public struct TLSHandshakeInfo: Sendable, Equatable {
             isResumed = session.isResumed
             peerCertificates = session.peerCertificates
             requestedServerName = session.requestedServerName
+            stapledOCSPResponse = session.stapledOCSPResponse
+            serverNameAcknowledged = session.serverNameAcknowledged
         }
     }
 
@@ -47,6 +51,10 @@ public struct TLSHandshakeInfo: Sendable, Equatable {
     public var peerCertificates: [Certificate] { storage.peerCertificates }
     /// The SNI name the client asked for (servers).
     public var requestedServerName: String? { storage.requestedServerName }
+    /// The OCSP response the server stapled (clients), decoded; nil if it sent none.
+    public var stapledOCSPResponse: OCSPStatus? { storage.stapledOCSPResponse }
+    /// Whether the server acknowledged the SNI name the client sent (clients).
+    public var serverNameAcknowledged: Bool { storage.serverNameAcknowledged }
 
     public static func == (lhs: TLSHandshakeInfo, rhs: TLSHandshakeInfo) -> Bool {
         if lhs.storage === rhs.storage { return true }
@@ -55,5 +63,7 @@ public struct TLSHandshakeInfo: Sendable, Equatable {
         return a.version == b.version && a.cipherSuite == b.cipherSuite && a.group == b.group
             && a.applicationProtocol == b.applicationProtocol && a.isResumed == b.isResumed
             && a.peerCertificates == b.peerCertificates && a.requestedServerName == b.requestedServerName
+            && a.stapledOCSPResponse == b.stapledOCSPResponse
+            && a.serverNameAcknowledged == b.serverNameAcknowledged
     }
 }

@@ -9,14 +9,39 @@ import NIOPosix
 /// Whole lines to standard output and standard error, flushed at once and never interleaved between threads.
 public final class ConsoleOutput: Sendable {
     private let lock = NIOLock()
+    /// Whether each line starts with the UTC time (`2026-12-01T12:00:00.123Z `).
+    public let timestamps: Bool
 
-    public init() {}
+    public init(timestamps: Bool = false) {
+        self.timestamps = timestamps
+    }
 
     /// Writes one line to standard output, unbuffered.
-    public func line(_ text: String) { write(text + "\n", to: STDOUT_FILENO) }
+    public func line(_ text: String) { write(stamped(text) + "\n", to: STDOUT_FILENO) }
 
     /// Writes one line to standard error, unbuffered.
-    public func error(_ text: String) { write(text + "\n", to: STDERR_FILENO) }
+    public func error(_ text: String) { write(stamped(text) + "\n", to: STDERR_FILENO) }
+
+    private func stamped(_ text: String) -> String {
+        timestamps ? Self.timestamp() + " " + text : text
+    }
+
+    /// The current UTC time in ISO 8601 form with milliseconds.
+    static func timestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var seconds = now.tv_sec
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let milliseconds = Int(now.tv_nsec / 1_000_000)
+        let fraction = milliseconds < 10 ? "00\(milliseconds)" : (milliseconds < 100 ? "0\(milliseconds)" : "\(milliseconds)")
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(fraction)Z"
+    }
+
+    /// Writes text to standard output as it is (no timestamp, no newline added).
+    public func text(_ text: String) { write(text, to: STDOUT_FILENO) }
 
     /// Writes raw bytes to standard output (stream mode).
     public func raw(_ bytes: UnsafeRawBufferPointer) { lock.withLock { Self.writeAll(bytes, to: STDOUT_FILENO) } }
@@ -44,7 +69,10 @@ public func describe(_ error: any Error) -> String {
     if let error = error as? NIOConnectionError {
         let causes = error.connectionErrors.map { describe($0.error) }
         if let first = causes.first { return Set(causes).count == 1 ? first : causes.joined(separator: "; ") }
-        if let dns = error.dnsAError ?? error.dnsAAAAError { return "cannot resolve the host name: \(dns)" }
+        if let dns = error.dnsAError ?? error.dnsAAAAError {
+            let text = describe(dns)
+            return text.hasPrefix("cannot resolve") ? text : "cannot resolve the host name: \(text)"
+        }
         return "cannot connect"
     }
     if let error = error as? IOError { return errnoDescription(error.errnoCode) }
@@ -53,16 +81,30 @@ public func describe(_ error: any Error) -> String {
         case .connectTimeout(let timeout): return "connection timed out after \(timeout.nanoseconds / 1_000_000_000) s"
         case .ioOnClosedChannel, .alreadyClosed, .eof: return "the connection was closed"
         case .outputClosed: return "the connection was closed for writing"
-        default: return "\(error)"
+        case .connectPending: return "a connection is already being made"
+        case .inputClosed: return "the connection was closed for reading"
+        case .writeMessageTooLarge: return "a message is too large to send"
+        case .operationUnsupported: return "the operation is not supported"
+        default: return "the connection failed"
         }
     }
     if let error = error as? SocketAddressError {
         switch error {
         case .unknown(let host, _): return "cannot resolve the host name '\(host)'"
-        default: return "\(error)"
+        case .unsupported: return "the address family is not supported"
+        case .unixDomainSocketPathTooLong: return "the socket path is too long"
+        case .failedToParseIPString(let text): return "'\(text)' is not an IP address"
         }
     }
-    return "\(error)"
+    if let error = error as? SocketAddressError.UnknownHost {
+        // NIO's own description starts with its type name.
+        return "cannot resolve the host name '\(error.host)': \(error.errorDescription.lowercased())"
+    }
+    if error is SocketAddressError.FailedToParseIPByteBuffer { return "the address is not an IP address" }
+    if error is CancellationError { return "cancelled" }
+    // Anything else: its own words when it has them, never a bare Swift type or case name.
+    if let error = error as? any CustomStringConvertible { return error.description }
+    return "unexpected failure"
 }
 
 /// `strerror` in lower case, as in "connection refused".

@@ -14,35 +14,99 @@ struct TLSClientCommand: AsyncParsableCommand {
         abstract: "A TLS client on the system's GnuTLS: sends a message and prints the response.",
         discussion: """
             Verifies the server's certificate chain and host name by default. Prints 'Response: REPLY' and exits 0; \
-            any failure prints one 'Error: ...' line on standard error and exits 1.
-            """)
+            any failure prints one 'Error: ...' line on standard error and exits 1. A usage error (an unknown, \
+            missing, invalid or repeated option) exits 64.
+            """,
+        version: LibraryVersion.description)
 
-    @Option(help: "Server to connect to.") var host = "localhost"
+    @Option(help: "Server to connect to ('[::1]' as well as '::1').") var host = "localhost"
     @Option(help: "TCP port.") var port = 4443
+    @Option(help: ArgumentHelp("Server as HOST:PORT ('[::1]:4443'), as openssl s_client -connect; instead of --host/--port.", valueName: "host:port"))
+    var connect: String?
     @Option(help: "What to send.") var message = "Hello from client!"
-    @Option(help: "PEM trust anchors (replaces the system trust store).") var cafile: String?
+    @Option(help: "PEM or DER trust anchors (replace the system trust store).") var cafile: String?
+    @Option(help: "A directory of CA files (PEM or DER, each file loaded), like -CApath (replaces the system store).")
+    var capath: String?
+    @Option(help: "Trust anchors added to the others (to the system store without --cafile/--capath; repeatable).")
+    var addCafile: [String] = []
+    @Option(help: "PEM or DER certificate revocation list; a revoked server certificate is refused (repeatable).")
+    var crlfile: [String] = []
+    @Option(help: "Most certificates the server's chain may hold, its leaf included (1 to 16; default 16).")
+    var verifyDepth: Int?
     @Option(help: "PEM client certificate chain for mutual TLS.") var cert: String?
     @Option(help: "PEM private key for --cert.") var key: String?
     @Option(help: "Name sent as SNI and verified in the certificate (default: --host).") var servername: String?
-    @Option(help: "GnuTLS priority string (default: TLS 1.3 and 1.2, forward-secret AEAD suites only).")
+    @Option(help: ArgumentHelp(priorityHelp, valueName: "intermediate|modern|STRING"))
     var priority: String?
     @Option(help: "Comma-separated ALPN protocols.") var alpn: String?
     @Flag(help: "INSECURE: skip certificate verification (anyone can impersonate the server).")
     var insecure = false
     @Flag(help: "Send standard input; write everything received to standard output until the server closes.")
     var stream = false
-    @Flag(help: "Print the negotiated version, cipher suite, ALPN, the server's certificates and the verification result.")
+    @Flag(
+        help: "Print the address, negotiated version, cipher suite, ALPN, SNI, the server's certificates (also when refused) and the verification result."
+    )
     var verbose = false
+    @Flag(help: "Print the server's certificate chain as PEM (standard output), as openssl s_client -showcerts.")
+    var showcerts = false
+    @Option(
+        help: ArgumentHelp(
+            "INSECURE: append the session secrets to FILE (NSS key log format, for Wireshark); warns.", valueName: "file"))
+    var keylogfile: String?
     @Option(help: "Seconds to wait for the connection, handshake and response.") var timeout = 10
+    @Option(
+        help: "Pin the server's public key, as curl: sha256//BASE64[;sha256//BASE64...] (checked on top of verification).")
+    var pinnedpubkey: String?
+    @Flag(help: "Require a valid stapled OCSP response (a must-staple certificate always requires one).")
+    var ocsp = false
+    @Option(help: "Print keying material exported with this label (RFC 5705), as 'Keying material: HEX'.")
+    var keymatexport: String?
+    @Option(help: "Bytes of keying material to export with --keymatexport.") var keymatexportlen = 20
+
     @Option(help: "Save the session to this file after the exchange (mode 0600), to resume it with --sess-in.")
     var sessOut: String?
     @Option(help: "Offer the session saved in this file (--sess-out); --verbose says whether it was resumed.")
     var sessIn: String?
 
+    /// --host without brackets, or the host of --connect.
+    var serverHost: String {
+        if let connect, case .success(let parsed) = splitHostAndPort(connect) { return parsed.host }
+        return unbracketed(host)
+    }
+
+    /// --port, or the port of --connect.
+    var serverPort: Int {
+        if let connect, case .success(let parsed) = splitHostAndPort(connect) { return parsed.port }
+        return port
+    }
+
     func validate() throws {
+        if let name = repeatedOption(in: self, arguments: Array(CommandLine.arguments.dropFirst())) {
+            throw ValidationError("--\(name) was given more than once; it takes one value")
+        }
+        if let connect {
+            let arguments = CommandLine.arguments
+            if arguments.contains(where: { $0 == "--host" || $0.hasPrefix("--host=") || $0 == "--port" || $0.hasPrefix("--port=") }) {
+                throw ValidationError("--connect names the host and port; leave out --host and --port")
+            }
+            if case .failure(let error) = splitHostAndPort(connect) { throw ValidationError("--connect \(error)") }
+        }
+        if let verifyDepth, !(1...16).contains(verifyDepth) {
+            throw ValidationError("--verify-depth must be 1 to 16, not \(verifyDepth)")
+        }
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1 to 65535, not \(port)") }
         if (cert == nil) != (key == nil) { throw ValidationError("--cert and --key go together") }
         guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 s") }
+        guard (1...65536).contains(keymatexportlen) else {
+            throw ValidationError("--keymatexportlen must be 1 to 65536, not \(keymatexportlen)")
+        }
+        if let pinnedpubkey {
+            do {
+                _ = try PublicKeyPin.parseList(pinnedpubkey)
+            } catch {
+                throw ValidationError("--pinnedpubkey: \(error.reason)")
+            }
+        }
     }
 
     func run() async throws {
@@ -51,27 +115,58 @@ struct TLSClientCommand: AsyncParsableCommand {
         if insecure {
             output.error(
                 "Warning: --insecure: the server's certificate is NOT verified; anyone on the path can impersonate it")
+            let unused = [
+                cafile.map { _ in "--cafile" }, capath.map { _ in "--capath" }, addCafile.isEmpty ? nil : "--add-cafile",
+                crlfile.isEmpty ? nil : "--crlfile", verifyDepth.map { _ in "--verify-depth" },
+            ].compactMap { $0 }
+            if !unused.isEmpty {
+                output.error(
+                    "Warning: \(unused.joined(separator: ", ")) with --insecure: nothing is verified, so "
+                        + "\(unused.count == 1 ? "it has" : "they have") no effect")
+            }
         }
         do {
-            let context = try TLSContext(configuration: configuration())
+            let keyLog = try keylogfile.map { path throws(TLSError) in try KeyLogFile(path: path) }
+            let context = try TLSContext(configuration: configuration(keyLog: keyLog))
             if let key { warnIfOthersCanReadKey(key, output: output) }
+            for warning in policyWarnings(context) { output.error(warning) }
+            if let keyLog { output.error(keyLog.warning) }
             try await withTimeout(stream ? nil : timeout) {
                 try await exchange(context: context, output: output)
             }
         } catch {
+            if verbose, let failure = (error as? TLSError)?.verification, !failure.chain.isEmpty {
+                // The chain that was refused, to see why.
+                output.error("Refused certificate chain from \(hostForDisplay(serverHost)):\(serverPort):")
+                for (index, certificate) in failure.chain.enumerated() {
+                    for line in certificateLines(certificate, index: index) { output.error(line) }
+                }
+            }
+            if showcerts, let failure = (error as? TLSError)?.verification {
+                for certificate in failure.chain { output.text(certificate.pemString) }
+            }
             output.error("Error: \(describeFailure(error))")
             throw ExitCode.failure
         }
     }
 
-    func configuration() -> TLSConfiguration {
-        .client(
-            serverName: servername ?? host,
-            trustRoots: cafile.map { .file($0) } ?? .system,
+    func configuration(keyLog: KeyLogFile? = nil) -> TLSConfiguration {
+        let trust = trustRoots(cafile: cafile, capath: capath, addCAFiles: addCafile)
+        var configuration = TLSConfiguration.client(
+            serverName: servername ?? serverHost,
+            trustRoots: trust.primary,
             verification: insecure ? .insecureNoVerification : .full,
             identity: cert.map { .files(certificateChain: $0, privateKey: key ?? "") },
-            policy: priority.map { .custom($0) } ?? .intermediate,
+            policy: protocolPolicy(priority),
             applicationProtocols: alpn.map { $0.split(separator: ",").map(String.init) } ?? [])
+        // Validated in validate().
+        configuration.pinnedPublicKeys = pinnedpubkey.flatMap { try? PublicKeyPin.parseList($0) } ?? []
+        configuration.requiresOCSPStaple = ocsp
+        configuration.additionalTrustRoots = trust.additional
+        configuration.revocationLists = crlfile.map { .file($0) }
+        configuration.maximumVerificationDepth = verifyDepth
+        if let keyLog { configuration.keyLog = { keyLog.append($0) } }
+        return configuration
     }
 
     /// Connects, sends, and prints what comes back.
@@ -88,19 +183,26 @@ struct TLSClientCommand: AsyncParsableCommand {
             }
         }
         try await TLSConnection.connect(
-            host: host, port: port, context: context, serverName: servername ?? host,
+            host: serverHost, port: serverPort, context: context, serverName: servername ?? serverHost,
             connectTimeout: .seconds(Int64(timeout)), handshakeTimeout: .seconds(Int64(timeout)),
             shutdownTimeout: .seconds(Int64(min(timeout, 3))), resumptionData: saved
         ) { connection in
             let info = connection.info
-            if verbose { printDetails(info, output: output) }
+            if verbose { printDetails(info, address: connection.remoteAddress, output: output) }
+            if let keymatexport {
+                let material = try await connection.exportKeyingMaterial(label: keymatexport, count: keymatexportlen)
+                output.line("Keying material: \(material.map { String(format: "%02X", $0) }.joined())")
+            }
+            if showcerts {
+                for certificate in info.peerCertificates { output.text(certificate.pemString) }
+            }
             if stream {
                 try await streamStandardIO(connection, output: output)
                 try await saveSession(connection, output: output)
                 return
             }
             let suite = info.cipherSuite ?? "?"
-            output.line("Connected to \(host.contains(":") ? "[\(host)]" : host):\(port) (\(info.version?.description ?? "?"), \(suite))")
+            output.line("Connected to \(hostForDisplay(serverHost)):\(serverPort) (\(info.version?.description ?? "?"), \(suite))")
             do {
                 try await connection.write(Array(message.utf8))
             } catch {
@@ -162,24 +264,32 @@ struct TLSClientCommand: AsyncParsableCommand {
         }
     }
 
-    func printDetails(_ info: TLSHandshakeInfo, output: ConsoleOutput) {
+    func printDetails(_ info: TLSHandshakeInfo, address: SocketAddress?, output: ConsoleOutput) {
+        let name = servername ?? serverHost
+        let sni = isIPAddressLiteral(name)
+            ? "not sent ('\(name)' is an IP address)"
+            : "'\(name)', \(info.serverNameAcknowledged ? "acknowledged" : "not acknowledged") by the server"
         var lines = [
+            "Connected to address: \(address.map(Self.format) ?? "unknown")",
             "Protocol: \(info.version?.description ?? "unknown")",
             "Cipher suite: \(info.cipherSuite ?? "unknown")",
             "Key exchange group: \(info.group ?? "unknown")",
             "ALPN: \(info.applicationProtocol ?? "none")",
+            "SNI: \(sni)",
             "Resumed: \(info.isResumed ? "yes" : "no")",
         ]
         for (index, certificate) in info.peerCertificates.enumerated() {
-            lines.append("Certificate \(index): subject \(certificate.subject)")
-            lines.append("  issuer \(certificate.issuer)")
-            lines.append("  valid \(Self.format(certificate.notValidBefore)) to \(Self.format(certificate.notValidAfter))")
-            if !certificate.alternativeNames.isEmpty {
-                lines.append("  names \(certificate.alternativeNames.map(\.description).joined(separator: ", "))")
-            }
-            lines.append("  public key SHA-256 \(certificate.publicKeySHA256Hex)")
+            lines += certificateLines(certificate, index: index)
         }
-        let name = servername ?? host
+        if let staple = info.stapledOCSPResponse {
+            lines.append("OCSP staple: \(staple)")
+        } else {
+            lines.append("OCSP staple: none")
+        }
+        if let pinnedpubkey {
+            let presented = info.peerCertificates.first.map { PublicKeyPin(certificate: $0).description } ?? "none"
+            lines.append("Public-key pin: matched \(presented) (pins: \(pinnedpubkey))")
+        }
         lines.append(
             insecure
                 ? "Verification: NOT verified (--insecure)"
@@ -187,12 +297,14 @@ struct TLSClientCommand: AsyncParsableCommand {
         for line in lines { output.error(line) }
     }
 
-    static func format(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        return formatter.string(from: date)
+    static func format(_ address: SocketAddress) -> String {
+        guard let ip = address.ipAddress, let port = address.port else { return "unknown" }
+        return "\(hostForDisplay(ip)):\(port)"
     }
 
     func describeFailure(_ error: any Error) -> String {
+        let host = hostForDisplay(serverHost)
+        let port = serverPort
         if error is TimeoutError { return "timed out after \(timeout) s waiting for \(host):\(port)" }
         if let error = error as? TLSError, error.kind == .timeout {
             // The handshake's own limit is --timeout too: whichever fires first, the same words.

@@ -117,6 +117,9 @@ final class EchoHandler: ChannelDuplexHandler {
         case .peerClosedOutput:
             // The client is done: everything it sent has been echoed; answer with close_notify.
             context.close(promise: nil)
+        case .handshakeCompleted(let info):
+            if !quiet { output.line("Connection from \(peer): \(Self.summary(info))") }
+            context.fireUserInboundEventTriggered(event)
         case .idleTimeout(let idle):
             // The TLS handler closes the connection itself, with close_notify.
             report("closed after \(seconds(idle)) s without activity", reason: "idle", context: context)
@@ -127,7 +130,7 @@ final class EchoHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         let reason = describe(error)
-        report("failed: \(reason)", reason: reason, context: context)
+        report("failed: \(Self.refusingSide(error))\(reason)", reason: reason, context: context)
         context.close(promise: nil)
     }
 
@@ -138,6 +141,27 @@ final class EchoHandler: ChannelDuplexHandler {
         reported = true
         if quiet && peer == "unknown" { peer = context.channel.remoteAddress.map(EchoServer.format) ?? "unknown" }
         failures.line("Connection from \(peer) \(what)", reason: reason)
+    }
+
+    /// `TLS 1.3, TLS_AES_128_GCM_SHA256`, and `, client CN=alice` when the client sent a certificate.
+    static func summary(_ info: TLSHandshakeInfo) -> String {
+        var text = "\(info.version?.description ?? "unknown version"), \(info.cipherSuite ?? "unknown cipher suite")"
+        if let client = info.peerCertificates.first { text += ", client \(client.subject)" }
+        return text
+    }
+
+    /// Which side ended a failed handshake: the client, with an alert (it refused us), or this server (it
+    /// refused the client's certificate, versions or algorithms). Empty when neither refused (a timeout, a
+    /// reset, bytes that are not TLS).
+    static func refusingSide(_ error: any Error) -> String {
+        guard let error = error as? TLSError else { return "" }
+        if error.alert != nil { return "refused by the client: " }
+        switch error.kind {
+        case .verification, .certificateRequired, .protocolVersion, .noSharedAlgorithm, .noApplicationProtocol:
+            return "refused by this server: "
+        default:
+            return ""
+        }
     }
 
     private func seconds(_ amount: TimeAmount) -> String {

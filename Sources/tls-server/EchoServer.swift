@@ -11,7 +11,8 @@ import TLSCommandSupport
 
 /// The server's sockets and open connections: binds, counts connections against the limit, shuts down.
 final class EchoServer: Sendable {
-    let context: TLSContext
+    /// The current context, replaced on SIGHUP; each connection takes the one current when it is accepted.
+    let contexts: ReloadableTLSContext
     let group: MultiThreadedEventLoopGroup
     let output: ConsoleOutput
     let stream: Bool
@@ -34,13 +35,13 @@ final class EchoServer: Sendable {
     private let flushes = NIOLockedValueBox<RepeatedTask?>(nil)
 
     init(
-        context: TLSContext, group: MultiThreadedEventLoopGroup, output: ConsoleOutput, stream: Bool, quiet: Bool,
+        contexts: ReloadableTLSContext, group: MultiThreadedEventLoopGroup, output: ConsoleOutput, stream: Bool, quiet: Bool,
         maxConnections: Int, idleTimeout: TimeAmount, handshakeTimeout: TimeAmount, proxyFrom: [IPNetwork]? = nil,
         reusePort: Bool = false
     ) {
         self.proxyFrom = proxyFrom
         self.reusePort = reusePort
-        self.context = context
+        self.contexts = contexts
         self.group = group
         self.output = output
         self.stream = stream
@@ -123,7 +124,7 @@ final class EchoServer: Sendable {
         }
         try sync.addHandler(
             GnuTLSHandler(
-                context: context, handshakeTimeout: handshakeTimeout, shutdownTimeout: .seconds(3),
+                context: contexts.current, handshakeTimeout: handshakeTimeout, shutdownTimeout: .seconds(3),
                 idleTimeout: idleTimeout, allowHalfClosure: true))
         try sync.addHandler(
             EchoHandler(

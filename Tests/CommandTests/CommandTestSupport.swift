@@ -185,20 +185,38 @@ final class ChildProcess: @unchecked Sendable {
     /// Starts `tool` from the bin directory with `arguments`, in `directory` (default: the test's cwd).
     /// With `input`, those bytes are written to its standard input on a thread of their own, then it is closed;
     /// without, standard input is /dev/null.
-    init(_ tool: String, _ arguments: [String], directory: URL? = nil, input: Data? = nil) throws {
+    /// Standard input left open for the child's lifetime (`holdingInputOpen`), for peers that stop at its end.
+    private var heldInput: Pipe?
+
+    /// `environment` adds to (or overrides) the test process's environment. `holdingInputOpen`: standard input is
+    /// a pipe nobody writes to and that stays open until the child goes (openssl s_server ends a connection at
+    /// the end of its input).
+    init(
+        _ tool: String, _ arguments: [String], directory: URL? = nil, input: Data? = nil,
+        environment: [String: String] = [:], holdingInputOpen: Bool = false
+    ) throws {
         _ = ignoreSIGPIPE
         self.tool = tool
         self.arguments = arguments
         // A command of this package by name, or any program by its absolute path.
         process.executableURL = tool.hasPrefix("/") ? URL(fileURLWithPath: tool) : try Binaries.url(of: tool)
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         if let directory { process.currentDirectoryURL = directory }
         let outPipe = Pipe()
         let errPipe = Pipe()
         let inPipe = input.map { _ in Pipe() }
         process.standardOutput = outPipe
         process.standardError = errPipe
-        process.standardInput = inPipe ?? FileHandle.nullDevice
+        if holdingInputOpen {
+            let held = Pipe()
+            heldInput = held
+            process.standardInput = held
+        } else {
+            process.standardInput = inPipe ?? FileHandle.nullDevice
+        }
         try process.run()
         stdout = OutputCollector(reading: outPipe.fileHandleForReading, name: "\(tool) stdout")
         stderr = OutputCollector(reading: errPipe.fileHandleForReading, name: "\(tool) stderr")
@@ -280,9 +298,9 @@ struct ToolResult: Sendable, CustomStringConvertible {
 /// `timeout` is killed and the call throws, so no test waits forever.
 func runTool(
     _ tool: String, _ arguments: [String], directory: URL? = nil, input: Data? = nil,
-    timeout: Duration = .seconds(30)
+    timeout: Duration = .seconds(30), environment: [String: String] = [:]
 ) async throws -> ToolResult {
-    let child = try ChildProcess(tool, arguments, directory: directory, input: input)
+    let child = try ChildProcess(tool, arguments, directory: directory, input: input, environment: environment)
     defer { child.kill() }
     guard try await child.waitForExit(timeout: timeout) else {
         child.kill()
@@ -313,9 +331,10 @@ final class ServerProcess: @unchecked Sendable {
     /// Starts `tls-server ARGUMENTS` (add `--port 0`) and waits until it prints its listening line.
     /// Throws, with the server's output, if it exits or stays silent for `timeout`.
     static func start(
-        _ arguments: [String], directory: URL? = nil, timeout: Duration = .seconds(20)
+        _ arguments: [String], directory: URL? = nil, timeout: Duration = .seconds(20),
+        environment: [String: String] = [:]
     ) async throws -> ServerProcess {
-        let child = try ChildProcess("tls-server", arguments, directory: directory)
+        let child = try ChildProcess("tls-server", arguments, directory: directory, environment: environment)
         var port: Int?
         let ready = try await eventually(within: timeout) {
             port = listeningPort(in: child.stdout.text)
@@ -331,7 +350,8 @@ final class ServerProcess: @unchecked Sendable {
     /// The port in the line `tls-server: listening on HOST:PORT` (HOST may itself contain colons), if printed.
     static func listeningPort(in output: String) -> Int? {
         let marker = "tls-server: listening on "
-        for line in output.split(separator: "\n") where line.hasPrefix(marker) {
+        // Anywhere in the line: with --timestamps it starts with the time.
+        for line in output.split(separator: "\n") where line.contains(marker) {
             guard let colon = line.lastIndex(of: ":") else { continue }
             return Int(line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
         }

@@ -61,6 +61,7 @@ func describe(_ step: TestMachine.InboundAction) -> String {
     case .handshakeCompleted(let quiet, let then): return "handshakeCompleted(quiet: \(quiet), then: \(describe(then)))"
     case .peerClosedOutput: return "peerClosedOutput"
     case .act(let action): return "act(\(describe(action)))"
+    case .selectContext(let hello): return "selectContext(\(hello.serverName ?? "no name"))"
     }
 }
 

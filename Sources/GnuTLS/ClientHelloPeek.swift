@@ -1,0 +1,91 @@
+/// Reads the first ClientHello from the records a client sent, before GnuTLS sees them, for a server that chooses
+/// its context per connection (``TLSConfiguration/contextSelector``).
+///
+/// GnuTLS picks the certificate while it parses the hello, in the same call that would run its post-client-hello
+/// hook, so a hook that pauses the handshake (`GNUTLS_E_AGAIN`) pauses it too late to change the certificate.
+/// Reading the hello first lets the session be given the chosen context before GnuTLS reads a byte.
+///
+/// The bytes come from the network: every length is checked. Anything that is not a well-formed ClientHello in
+/// handshake records gives ``Result/notAHello``, and GnuTLS then answers it as it would without a selector.
+/// `package` so that a fuzz target can call it.
+package enum ClientHelloPeek: Equatable {
+    /// What the records hold.
+    package enum Result: Equatable {
+        /// Not all of the hello has arrived.
+        case incomplete
+        /// The bytes are not a ClientHello in handshake records.
+        case notAHello
+        /// The hello, complete.
+        case hello(ClientHelloInfo)
+    }
+
+    /// The largest hello read: bigger ones are left to GnuTLS (the handler's handshake input limit applies).
+    static let maximumHelloLength = 256 * 1024
+
+    /// Reads the hello from `records`, the bytes received so far.
+    package static func parse(_ records: UnsafeRawBufferPointer) -> Result {
+        // Reassemble the handshake message from the fragments of consecutive handshake records.
+        var message: [UInt8] = []
+        var reader = BigEndianReader(bytes: records)
+        var expected: Int?
+        while true {
+            if let expected, message.count >= expected { break }
+            guard let type = reader.u8() else { return .incomplete }
+            guard type == 22 else { return .notAHello }
+            guard let major = reader.u8() else { return .incomplete }
+            guard major == 3 else { return .notAHello }
+            guard reader.skip(1), let length = reader.u16() else { return .incomplete }
+            guard length > 0, length <= 16384 + 2048 else { return .notAHello }
+            guard let fragment = reader.sub(Int(length)) else { return .incomplete }
+            message.append(contentsOf: fragment.bytes)
+            if expected == nil, message.count >= 4 {
+                guard message[0] == 1 else { return .notAHello }
+                let bodyLength = Int(message[1]) << 16 | Int(message[2]) << 8 | Int(message[3])
+                guard bodyLength <= maximumHelloLength else { return .notAHello }
+                expected = 4 + bodyLength
+            }
+        }
+        return message.withUnsafeBytes { bytes in
+            let body = UnsafeRawBufferPointer(rebasing: bytes[4..<(expected ?? 4)])
+            return parseBody(body).map { .hello($0) } ?? .notAHello
+        }
+    }
+
+    /// Reads the server name and ALPN list from a ClientHello body.
+    package static func parseBody(_ body: UnsafeRawBufferPointer) -> ClientHelloInfo? {
+        var reader = BigEndianReader(bytes: body)
+        guard reader.skip(2 + 32),  // legacy_version, random
+            let sessionIDLength = reader.u8(), reader.skip(Int(sessionIDLength)),
+            let suitesLength = reader.u16(), reader.skip(Int(suitesLength)),
+            let compressionLength = reader.u8(), reader.skip(Int(compressionLength))
+        else { return nil }
+        guard let extensionsLength = reader.u16() else { return ClientHelloInfo(serverName: nil) }
+        guard var extensions = reader.sub(Int(extensionsLength)) else { return nil }
+        var serverName: String?
+        var protocols: [String] = []
+        while let type = extensions.u16(), let length = extensions.u16() {
+            guard var data = extensions.sub(Int(length)) else { return nil }
+            switch type {
+            case 0:  // server_name
+                guard let listLength = data.u16(), var list = data.sub(Int(listLength)) else { return nil }
+                while let nameType = list.u8(), let nameLength = list.u16() {
+                    guard let name = list.sub(Int(nameLength)) else { return nil }
+                    if nameType == 0, serverName == nil {
+                        // A host name is ASCII; anything else is not a name GnuTLS would match either.
+                        guard name.bytes.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else { return nil }
+                        serverName = String(decoding: name.bytes, as: UTF8.self).lowercased()
+                    }
+                }
+            case 16:  // application_layer_protocol_negotiation
+                guard let listLength = data.u16(), var list = data.sub(Int(listLength)) else { return nil }
+                while let nameLength = list.u8() {
+                    guard let name = list.sub(Int(nameLength)) else { return nil }
+                    protocols.append(String(decoding: name.bytes, as: UTF8.self))
+                }
+            default:
+                break
+            }
+        }
+        return ClientHelloInfo(serverName: serverName, applicationProtocols: protocols)
+    }
+}
