@@ -91,6 +91,16 @@ final class RecordingCache: TLSSessionCache {
         #expect(cache.log.isEmpty, "\(cache.log)")
     }
 
+    @Test func tls12WithTicketsResumesByTicketAndStoresNothing() throws {
+        // A full handshake that issues a ticket stores nothing (so the cache costs full handshakes nothing); the
+        // resumption looks the client's session ID up once (a miss) before it takes the ticket.
+        let cache = RecordingCache()
+        var configuration = pki.serverConfiguration(policy: Self.tls12Only)
+        configuration.sessionCache = cache
+        #expect(try secondResumes(try TLSContext(configuration: configuration)))
+        #expect(cache.log == ["retrieve"], "\(cache.log)")
+    }
+
     @Test func theInMemoryCacheKeepsTheNewestWithinItsCapacity() {
         let cache = InMemorySessionCache(capacity: 3)
         for index in 0..<5 { cache.store(id: [UInt8(index)], session: [UInt8(index), 1]) }
