@@ -19,6 +19,9 @@
 /// gnutls_free is a macro over an exported function-pointer variable.
 static inline void cgnutls_free(void *p) { gnutls_free(p); }
 
+/// gnutls_malloc is a function-pointer variable too: memory GnuTLS frees (a session-cache answer) comes from it.
+static inline void *cgnutls_malloc(size_t size) { return gnutls_malloc(size); }
+
 /// GNUTLS_CURVE_TO_BITS is a function-like macro (used with gnutls_x509_privkey_generate2).
 static inline unsigned int cgnutls_curve_to_bits(gnutls_ecc_curve_t curve) { return GNUTLS_CURVE_TO_BITS(curve); }
 

@@ -186,6 +186,9 @@ public struct TLSConfiguration: Sendable {
     /// The session-ticket master key (servers): nil for a fresh random one per context; a shared one lets several
     /// instances resume each other's sessions.
     public var ticketKey: TicketKey? = nil
+    /// Where a server keeps TLS 1.2 sessions for resumption by session ID (clients without tickets); nil for
+    /// none. ``InMemorySessionCache`` is the bounded default; an application can plug in a shared store.
+    public var sessionCache: (any TLSSessionCache)? = nil
 
     /// A client configuration: verifies the server fully against the system trust store by default.
     public static func client(

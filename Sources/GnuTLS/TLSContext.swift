@@ -50,6 +50,8 @@ public final class TLSContext: @unchecked Sendable {
     let priority: PriorityCache
     /// Server session-ticket key, generated once per context; nil for clients and when tickets are off.
     let ticketKey: SessionTicketKey?
+    /// The server's TLS 1.2 session-ID cache, at an address given to each session; nil for clients and without one.
+    let sessionCache: SessionCacheBox?
     /// ALPN names, handed to each session.
     let applicationProtocols: ApplicationProtocolList
     /// What sessions verify the peer's certificate against when that is the same for all of them (servers
@@ -109,6 +111,7 @@ public final class TLSContext: @unchecked Sendable {
         } else {
             ticketKey = nil
         }
+        sessionCache = configuration.role == .server ? configuration.sessionCache.map(SessionCacheBox.init) : nil
         keyLog = configuration.keyLog
         let depth = configuration.maximumVerificationDepth ?? VerificationFailure.maximumChainLength
         guard (1...VerificationFailure.maximumChainLength).contains(depth) else {

@@ -277,6 +277,7 @@ public final class TLSSession {
         if let key = context.ticketKey {
             _ = gnutls_session_ticket_enable_server(session, key.pointer)
         }
+        context.sessionCache?.install(on: session)
         switch context.configuration.clientAuthentication {
         case .none:
             gnutls_certificate_server_set_request(session, GNUTLS_CERT_IGNORE)

@@ -21,6 +21,9 @@ public final class TLSConnection {
     public let info: TLSHandshakeInfo
     /// The peer's address.
     public let remoteAddress: SocketAddress?
+    /// The PROXY protocol header the connection began with, on a ``TLSListener`` that expects one (its
+    /// `proxyProtocol` parameter): the client the load balancer relayed is `proxyHeader?.source`.
+    public let proxyHeader: ProxyHeader?
 
     private let channel: any Channel
     /// The TLS handler, for ``resumptionData()`` (nil for connections made by ``TLSListener``).
@@ -30,10 +33,11 @@ public final class TLSConnection {
 
     init(
         channel: any Channel, inbound: NIOAsyncChannelInboundStream<ByteBuffer>, info: TLSHandshakeInfo,
-        handler: NIOLoopBound<GnuTLSHandler>? = nil
+        handler: NIOLoopBound<GnuTLSHandler>? = nil, proxyHeader: ProxyHeader? = nil
     ) {
         self.channel = channel
         self.handler = handler
+        self.proxyHeader = proxyHeader
         self.info = info
         self.remoteAddress = channel.remoteAddress
         self.inbound = inbound.makeAsyncIterator()
@@ -90,14 +94,18 @@ public final class TLSConnection {
     /// Waits for the handshake, hands the connection to `body`, and closes it afterwards.
     static func run<Result>(
         _ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, handshake: EventLoopFuture<TLSHandshakeInfo>,
-        handler: NIOLoopBound<GnuTLSHandler>? = nil, _ body: (TLSConnection) async throws -> Result
+        handler: NIOLoopBound<GnuTLSHandler>? = nil, proxyHeader: EventLoopFuture<ProxyHeader>? = nil,
+        _ body: (TLSConnection) async throws -> Result
     ) async throws -> Result {
         // A cancelled task closes the channel, which ends a handshake or a read that is waiting (waiting on a
         // future does not notice cancellation by itself).
         let underlying = channel.channel
         return try await withTaskCancellationHandler {
             let info: TLSHandshakeInfo
+            var header: ProxyHeader?
             do {
+                // A refused PROXY header closes the channel, which fails the handshake too: report the header.
+                if let proxyHeader { header = try await proxyHeader.get() }
                 info = try await handshake.get()
             } catch {
                 try? await channel.channel.close()
@@ -105,7 +113,9 @@ public final class TLSConnection {
             }
             // Writes go straight to the channel (see ``Writer``); the async channel supplies the inbound stream.
             return try await channel.executeThenClose { inbound, _ in
-                try await body(TLSConnection(channel: channel.channel, inbound: inbound, info: info, handler: handler))
+                try await body(
+                    TLSConnection(
+                        channel: channel.channel, inbound: inbound, info: info, handler: handler, proxyHeader: header))
             }
         } onCancel: {
             underlying.close(promise: nil)

@@ -21,34 +21,48 @@ public enum TLSListener {
     ///   - onListening: called once with the bound address.
     ///   - onFailure: called for each connection that fails (handshake or body), with the peer's address;
     ///     serving goes on.
+    ///   - proxyProtocol: behind a load balancer, the networks allowed to send a PROXY protocol header (see
+    ///     ``ProxyProtocolHandler``): every connection must then start with one, within the handshake timeout,
+    ///     and ``TLSConnection/proxyHeader`` holds it. A refused header fails the connection with its
+    ///     ``ProxyHeaderError``. Nil (the default): no header is expected.
     ///   - handler: serves one connection; it is closed with close_notify when the closure returns.
     public static func listen(
         host: String, port: Int, context: TLSContext, handshakeTimeout: TimeAmount = .seconds(10),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         onListening: @Sendable (SocketAddress?) -> Void = { _ in },
         onFailure: @escaping @Sendable (any Error, SocketAddress?) -> Void = { _, _ in },
+        proxyProtocol: [IPNetwork]? = nil,
         _ handler: @escaping @Sendable (TLSConnection) async throws -> Void
     ) async throws {
-        typealias Accepted = (NIOAsyncChannel<ByteBuffer, ByteBuffer>, EventLoopFuture<TLSHandshakeInfo>)
+        typealias Accepted = (
+            NIOAsyncChannel<ByteBuffer, ByteBuffer>, EventLoopFuture<TLSHandshakeInfo>, EventLoopFuture<ProxyHeader>?
+        )
         let server: NIOAsyncChannel<Accepted, Never> = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try TLSConnection.wrap(
+                    var header: EventLoopFuture<ProxyHeader>?
+                    if let proxyProtocol {
+                        let proxy = ProxyProtocolHandler(allowedPeers: proxyProtocol, timeout: handshakeTimeout)
+                        try channel.pipeline.syncOperations.addHandler(proxy)
+                        header = proxy.headerFuture
+                    }
+                    let (async, handshake) = try TLSConnection.wrap(
                         channel,
                         handler: GnuTLSHandler(
                             context: context, handshakeTimeout: handshakeTimeout, allowHalfClosure: true))
+                    return (async, handshake, header)
                 }
             }
         onListening(server.channel.localAddress)
         try await server.executeThenClose { inbound in
             try await withThrowingDiscardingTaskGroup { group in
-                for try await (channel, handshake) in inbound {
+                for try await (channel, handshake, header) in inbound {
                     group.addTask {
                         let peer = channel.channel.remoteAddress
                         do {
-                            try await TLSConnection.run(channel, handshake: handshake, handler)
+                            try await TLSConnection.run(channel, handshake: handshake, proxyHeader: header, handler)
                         } catch {
                             onFailure(error, peer)
                         }

@@ -80,6 +80,8 @@ struct TLSServerCommand: ParsableCommand {
     @Flag(help: "Set SO_REUSEPORT, so that several processes can listen on the same port.") var reusePort = false
     @Option(help: "Session-ticket master key file shared by several instances (make one: tls-certs ticket-key --out FILE).")
     var ticketKeyFile: String?
+    @Option(help: "TLS 1.2 sessions kept for resumption by session ID (clients without tickets); 0 turns it off.")
+    var sessionCache = 10_000
 
     enum ClientPolicy: String, ExpressibleByArgument, CaseIterable {
         case none, optional, required
@@ -117,6 +119,9 @@ struct TLSServerCommand: ParsableCommand {
         }
         guard handshakeTimeout >= 0.001, handshakeTimeout <= 86_400 else {
             throw ValidationError("--handshake-timeout must be 0.001 to 86400 seconds, not \(handshakeTimeout)")
+        }
+        guard (0...1_000_000).contains(sessionCache) else {
+            throw ValidationError("--session-cache must be 0 to 1000000 sessions, not \(sessionCache)")
         }
         if proxyFrom != nil && !proxyProtocol { throw ValidationError("--proxy-from needs --proxy-protocol") }
         _ = try proxyNetworks()
@@ -233,6 +238,7 @@ struct TLSServerCommand: ParsableCommand {
         configuration.maximumVerificationDepth = verifyDepth
         if let keyLog { configuration.keyLog = { keyLog.append($0) } }
         configuration.ticketKey = ticketKeyFile.map { .file($0) }
+        configuration.sessionCache = sessionCache > 0 ? InMemorySessionCache(capacity: sessionCache) : nil
         return configuration
     }
 

@@ -380,4 +380,54 @@ func proxyV2(sourcePort: Int) -> [UInt8] {
             "tls-server", serverArguments(files, port: 0, ["--proxy-from", "10.0.0.0/8"]), directory: files.url)
         expectStartupFailure(alone, mentioning: ["--proxy-from needs --proxy-protocol"])
     }
+
+    @Test(
+        "TLS 1.2 session-ID resumption: openssl s_client -tls1_2 -no_ticket -sess_out, then -sess_in, is reused; with --session-cache 0 it is not",
+        arguments: [true, false])
+    func sessionIDResumptionWithOpenSSL(cache: Bool) async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(
+            serverArguments(files, port: 0, cache ? [] : ["--session-cache", "0"]), directory: files.url)
+        defer { server.kill() }
+        let session = files.path("openssl.session")
+        func run(_ extra: [String]) async throws -> ToolResult {
+            try await runTool(
+                "/usr/bin/openssl",
+                ["s_client", "-connect", "127.0.0.1:\(server.port)", "-tls1_2", "-no_ticket", "-CAfile", files.path("ca.crt"),
+                 "-verify_return_error", "-servername", "localhost"] + extra,
+                input: Data("resume me\n".utf8))
+        }
+        let first = try await run(["-sess_out", session])
+        #expect(first.output.contains("New, TLSv1.2"), "\(first)")
+        let second = try await run(["-sess_in", session])
+        #expect(second.output.contains(cache ? "Reused, TLSv1.2" : "New, TLSv1.2"), "\(second)")
+        // The resumed connection carries data (s_client leaves at the end of its input, before the echo).
+        let both = try await eventually(within: .seconds(10)) {
+            server.lines.filter { $0 == "Received: resume me" }.count == 2
+        }
+        #expect(both, "\(server.transcript)")
+    }
+
+    @Test("--session-cache outside 0 to 1000000 is refused at start")
+    func sessionCacheValidation() async throws {
+        let files = try TestFiles()
+        let result = try await runTool(
+            "tls-server", serverArguments(files, port: 0, ["--session-cache=-1"]), directory: files.url)
+        expectStartupFailure(result, mentioning: ["--session-cache must be 0 to 1000000 sessions, not -1"])
+    }
+
+    @Test("tls-client --sess-in with a missing file or one that holds no session fails before connecting, naming the file")
+    func badSessionFile() async throws {
+        let files = try TestFiles()
+        let server = try await ServerProcess.start(serverArguments(files, port: 0, []), directory: files.url)
+        defer { server.kill() }
+        let garbage = files.path("garbage.session")
+        try "not a session".write(toFile: garbage, atomically: true, encoding: .utf8)
+        let bad = try await runClient(port: server.port, files: files, ["--host", "127.0.0.1", "--sess-in", garbage])
+        expectClientFailure(bad, mentioning: ["the session file '\(garbage)' holds no session GnuTLS can use"])
+        let missing = files.path("missing.session")
+        let absent = try await runClient(port: server.port, files: files, ["--host", "127.0.0.1", "--sess-in", missing])
+        expectClientFailure(absent, mentioning: ["cannot read the session file '\(missing)': it does not exist"])
+        #expect(!server.output.contains("Connection from"), "\(server.transcript)")
+    }
 }

@@ -65,6 +65,49 @@ import Testing
         }
     }
 
+    @Test func aListenerBehindABalancerReadsThePROXYHeaderAndRefusesAConnectionWithout() async throws {
+        let serverContext = try pki.serverContext()
+        let clientContext = try pki.clientContext()
+        let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+        let (failures, failureContinuation) = AsyncStream.makeStream(of: String.self)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await TLSListener.listen(
+                    host: "127.0.0.1", port: 0, context: serverContext,
+                    onListening: { address in portContinuation.yield(address?.port ?? 0) },
+                    onFailure: { error, _ in failureContinuation.yield("\(error)") },
+                    proxyProtocol: IPNetwork.loopback
+                ) { connection in
+                    // Answers with the client the header named.
+                    try await connection.write(Array((connection.proxyHeader?.source?.description ?? "none").utf8))
+                }
+            }
+            var iterator = ports.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            // The balancer's part: the header goes out before the ClientHello.
+            let header = Array("PROXY TCP4 203.0.113.9 127.0.0.1 40404 443\r\n".utf8)
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(HeaderWriter(header: header))
+                    }
+                }
+                .connect(host: "127.0.0.1", port: port).get()
+            let reply = try await TLSConnection.connectOver(channel, context: clientContext)
+            #expect(reply == "203.0.113.9:40404")
+
+            // Straight to TLS, without a header: refused with the header's error, the listener serving on.
+            await #expect(throws: (any Error).self) {
+                try await TLSConnection.connect(host: "127.0.0.1", port: port, context: clientContext, serverName: "localhost") {
+                    try await $0.readAll()
+                }
+            }
+            var failureIterator = failures.makeAsyncIterator()
+            #expect(await failureIterator.next() == "no PROXY protocol header: the connection starts with a TLS handshake")
+            group.cancelAll()
+        }
+    }
+
     @Test func manyConcurrentConnections() async throws {
         let clientContext = try pki.clientContext()
         try await withEchoServer { port in
@@ -99,5 +142,47 @@ import Testing
             }
             #expect(error?.kind == .verification)
         }
+    }
+}
+
+
+/// Writes `header` as soon as the connection is up, before the TLS handler after it sends its ClientHello.
+final class HeaderWriter: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let header: [UInt8]
+
+    init(header: [UInt8]) { self.header = header }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: header)), promise: nil)
+        context.fireChannelActive()
+    }
+}
+
+extension TLSConnection {
+    /// A TLS exchange over a connected channel whose pipeline already writes a PROXY header: the reply to nothing,
+    /// read until the server closes.
+    static func connectOver(_ channel: any Channel, context: TLSContext) async throws -> String {
+        let reader = Collector()
+        let handshake = try await channel.eventLoop.submit {
+            let handler = try GnuTLSHandler(context: context, serverName: "localhost")
+            try channel.pipeline.syncOperations.addHandler(handler)
+            try channel.pipeline.syncOperations.addHandler(reader)
+            return handler.handshakeFuture!
+        }.get()
+        _ = try await handshake.get()
+        try await channel.closeFuture.get()
+        return try await channel.eventLoop.submit { String(decoding: reader.bytes, as: UTF8.self) }.get()
+    }
+}
+
+/// Collects what reaches the end of the pipeline.
+final class Collector: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    var bytes: [UInt8] = []
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        bytes += unwrapInboundIn(data).readableBytesView
     }
 }
