@@ -99,7 +99,7 @@ public final class TLSSession {
         let isClient = context.role == .client
         var session: gnutls_session_t?
         let flags = UInt32(isClient ? GNUTLS_CLIENT : GNUTLS_SERVER) | UInt32(GNUTLS_NONBLOCK)
-        var rc = gnutls_init(&session, flags)
+        let rc = gnutls_init(&session, flags)
         guard rc == 0, let session else { throw TLSError.configuration("cannot create a TLS session", code: rc) }
         self.session = session
         self.serverName = serverName

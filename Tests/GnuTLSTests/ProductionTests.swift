@@ -329,7 +329,7 @@ import Testing
         #expect(reloadable.current === reloaded)
     }
 
-    @Test("Reloads while four threads make sessions and complete handshakes: every handshake completes")
+    @Test("Reloads while two threads make sessions and complete handshakes: every handshake completes")
     func reloadRacesHandshakes() throws {
         let identities = try (0..<3).map { _ in try pki.ca.issue(commonName: "localhost", dnsNames: ["localhost"]) }
         let configurations = identities.map { pki.serverConfiguration($0) }
@@ -337,9 +337,11 @@ import Testing
         let clientContext = try TLSContext(configuration: pki.clientConfiguration())
         let failures = Mutex(0)
         let done = Mutex(0)
-        let threads = (0..<4).map { _ in
+        // Bounded in CPU as well as count: the suite runs tests in parallel on two cores, and some of them wait
+        // on event loops with deadlines.
+        let threads = (0..<2).map { _ in
             Thread {
-                for _ in 0..<40 {
+                for _ in 0..<15 {
                     do {
                         let pair = SessionPair(client: try clientContext.makeSession(), server: try reloadable.current.makeSession())
                         if !pair.handshake() { failures.withLock { $0 += 1 } }
@@ -352,9 +354,10 @@ import Testing
         }
         for thread in threads { thread.start() }
         var reloads = 0
-        while done.withLock({ $0 }) < 4 {
+        while done.withLock({ $0 }) < 2 {
             try reloadable.reload(configuration: configurations[reloads % 3])
             reloads += 1
+            Thread.sleep(forTimeInterval: 0.002)
         }
         #expect(failures.withLock { $0 } == 0)
         #expect(reloads > 0 && reloadable.generation == reloads)

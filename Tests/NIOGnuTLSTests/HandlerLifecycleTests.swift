@@ -251,7 +251,8 @@ struct EmbeddedPair {
             }
             .bind(host: "127.0.0.1", port: 0).get()
         let port = try #require(server.localAddress?.port)
-        let timeout = group.next().scheduleTask(in: .seconds(10)) {
+        // A bound for a hang, not a measure of speed: generous, as sanitizer runs share two cores with other tests.
+        let timeout = group.next().scheduleTask(in: .seconds(30)) {
             received.fail(TLSError(kind: .timeout, reason: "the server never read the message"))
         }
         try await TLSConnection.connect(host: "127.0.0.1", port: port, context: clientContext, serverName: "localhost") {
