@@ -22,21 +22,41 @@ package enum ClientHelloPeek: Equatable {
     /// The largest hello read: bigger ones are left to GnuTLS (the handler's handshake input limit applies).
     static let maximumHelloLength = 256 * 1024
 
+    /// The most records a hello may be split over (real ones take one or two): beyond it the hello is left to
+    /// GnuTLS, so that a hello trickled in tiny records costs a bounded number of re-reads.
+    static let maximumRecords = 32
+
     /// Reads the hello from `records`, the bytes received so far.
     package static func parse(_ records: UnsafeRawBufferPointer) -> Result {
+        var needed = 0
+        return parse(records, needed: &needed)
+    }
+
+    /// The same; when the result is ``Result/incomplete``, `needed` is how many bytes must be buffered before
+    /// another read can get further (the end of the record being received), so that a caller fed a byte at a
+    /// time reads the buffer again once per record, not once per byte.
+    static func parse(_ records: UnsafeRawBufferPointer, needed: inout Int) -> Result {
         // Reassemble the handshake message from the fragments of consecutive handshake records.
         var message: [UInt8] = []
         var reader = BigEndianReader(bytes: records)
         var expected: Int?
+        var count = 0
+        needed = records.count + 1
         while true {
             if let expected, message.count >= expected { break }
+            let start = reader.offset
             guard let type = reader.u8() else { return .incomplete }
             guard type == 22 else { return .notAHello }
             guard let major = reader.u8() else { return .incomplete }
             guard major == 3 else { return .notAHello }
             guard reader.skip(1), let length = reader.u16() else { return .incomplete }
             guard length > 0, length <= 16384 + 2048 else { return .notAHello }
-            guard let fragment = reader.sub(Int(length)) else { return .incomplete }
+            guard let fragment = reader.sub(Int(length)) else {
+                needed = start + 5 + Int(length)
+                return .incomplete
+            }
+            count += 1
+            guard count <= maximumRecords else { return .notAHello }
             message.append(contentsOf: fragment.bytes)
             if expected == nil, message.count >= 4 {
                 guard message[0] == 1 else { return .notAHello }

@@ -89,6 +89,8 @@ public final class TLSSession {
     @exclusivity(unchecked) private(set) var peerVerification: PeerVerification?
     /// The context selection, for servers with a selector.
     private var contextSelection = ContextSelection.none
+    /// How many buffered bytes the ClientHello peek needs before it can get further.
+    private var peekNeeded = 0
     /// Whether a TLS 1.3 session ticket arrived (set by the ticket hook, read by ``resumptionData``).
     private(set) var receivedTicket = false
 
@@ -201,8 +203,10 @@ public final class TLSSession {
         case .asked: return HandshakeStatus.needsInput
         case .waitingForHello: break
         }
+        // A hello trickled in small pieces is read again only once a record is complete.
+        if bufferedInputCount < peekNeeded && !io.pointee.inboundEnded { return .needsInput }
         io.pointee.keepBorrowedInput()
-        switch ClientHelloPeek.parse(io.pointee.inbound.bytes) {
+        switch ClientHelloPeek.parse(io.pointee.inbound.bytes, needed: &peekNeeded) {
         case .incomplete:
             // An input that ended is GnuTLS's to report.
             if io.pointee.inboundEnded { contextSelection = .none; return nil }

@@ -133,6 +133,21 @@ import Testing
         #expect(empty.withUnsafeBytes { ClientHelloPeek.parse($0) } == .incomplete)
     }
 
+    @Test("A hello trickled in tiny records: the peek is read again once per record, and more than 32 records leave it to GnuTLS")
+    func trickledHelloIsBounded() {
+        var needed = 0
+        let cut: [UInt8] = [22, 3, 1, 0, 200, 1, 0, 0, 196]
+        #expect(cut.withUnsafeBytes { ClientHelloPeek.parse($0, needed: &needed) } == .incomplete)
+        #expect(needed == 205)
+        // A handshake message of 100 bytes sent one byte per record.
+        var records: [UInt8] = []
+        for byte in [1, 0, 0, 96] + [UInt8](repeating: 0, count: 96) as [UInt8] { records += [22, 3, 1, 0, 1, byte] }
+        #expect(records.withUnsafeBytes { ClientHelloPeek.parse($0) } == .notAHello)
+        let fewer = Array(records.prefix(6 * ClientHelloPeek.maximumRecords))
+        #expect(fewer.withUnsafeBytes { ClientHelloPeek.parse($0, needed: &needed) } == .incomplete)
+        #expect(needed == fewer.count + 1)
+    }
+
     // MARK: - Pins and the application's check
 
     @Test("A pin of the server's key passes; a wrong pin fails naming both hashes; a pin does not replace verification")
