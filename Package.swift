@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 let fuzzTargets = [
@@ -14,6 +14,14 @@ let package = Package(
         .executable(name: "tls-server", targets: ["tls-server"]),
         .executable(name: "tls-client", targets: ["tls-client"]),
         .executable(name: "tls-certs", targets: ["tls-certs"]),
+    ],
+    // Integrations with frameworks are package traits, off by default, so that a package depending only on
+    // GnuTLS or NIOGnuTLS neither builds nor links Hummingbird, swift-nio-http2 or gRPC. Enable one with
+    // `.package(url: ..., from: ..., traits: ["Hummingbird"])`, or `swift build --traits Hummingbird` here.
+    traits: [
+        .trait(name: "Hummingbird", description: "NIOGnuTLSHummingbird: HTTPS and HTTP/2 for Hummingbird 2 apps"),
+        .trait(name: "GRPC", description: "NIOGnuTLSGRPC: TLS for grpc-swift-nio-transport 2"),
+        .default(enabledTraits: []),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
