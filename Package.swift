@@ -27,6 +27,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+        // Only for `swift package generate-documentation` (tools/docs): a command plugin that no product uses, so
+        // a package depending on GnuTLS or NIOGnuTLS neither fetches nor builds it (it is not in that package's
+        // Package.resolved).
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin.git", from: "1.5.0"),
     ],
     targets: [
         // The system's GnuTLS, seen through a modulemap and a header of static inline shims.

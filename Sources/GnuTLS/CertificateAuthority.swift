@@ -80,7 +80,8 @@ public struct CertificateAuthority: Sendable {
     ///
     /// - Parameters:
     ///   - commonName: the intermediate's name.
-    ///   - notValidBefore / notValidAfter: the validity period (by default: from one hour ago, for ten years).
+    ///   - notValidBefore: the start of validity; by default one hour ago, to tolerate clock skew.
+    ///   - notValidAfter: the end of validity; by default ten years from now.
     public func issueIntermediate(
         commonName: String,
         notValidBefore: Date = Date().addingTimeInterval(-3600),
@@ -117,7 +118,8 @@ public struct CertificateAuthority: Sendable {
     ///   - dnsNames: DNS subject alternative names.
     ///   - ipAddresses: IP subject alternative names, as IPv4 or IPv6 literals.
     ///   - usage: server, client, both, or unspecified (no extended key usage).
-    ///   - notValidBefore / notValidAfter: the validity period (by default: from one hour ago, for a year).
+    ///   - notValidBefore: the start of validity; by default one hour ago, to tolerate clock skew.
+    ///   - notValidAfter: the end of validity; by default a year from now.
     ///   - keyAlgorithm: the leaf key's type.
     ///   - mustStaple: whether the certificate carries the TLS feature "status_request" (RFC 7633): clients then
     ///     refuse it without a valid stapled OCSP response.

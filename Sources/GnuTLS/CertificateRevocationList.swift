@@ -9,7 +9,7 @@ import Glibc
 /// serial number) it revokes and since when.
 ///
 /// Give CRLs to ``TLSConfiguration/revocationLists``; a peer certificate one of them lists is refused with
-/// ``VerificationFailure/Reason/revokedOn(_:serialNumber:)``. Make one for tests with
+/// ``VerificationFailure/Reason/revokedOn(_:serialNumber:reason:)``. Make one for tests with
 /// ``CertificateAuthority/revocationList(revoking:revokedAt:thisUpdate:nextUpdate:)``.
 public struct CertificateRevocationList: Sendable, Hashable {
     /// One revoked certificate.
@@ -265,8 +265,10 @@ extension CertificateAuthority {
     /// check revocation.
     ///
     /// - Parameters:
+    ///   - certificates: the certificates to list as revoked.
     ///   - revokedAt: the revocation date recorded for each certificate (by default now).
-    ///   - thisUpdate / nextUpdate: the list's validity (by default from now for 30 days).
+    ///   - thisUpdate: the start of the list's validity (by default now).
+    ///   - nextUpdate: when a newer list is due (by default 30 days from now).
     public func revocationList(
         revoking certificates: [Certificate],
         revokedAt: Date = Date(),

@@ -207,7 +207,12 @@ public struct TLSConfiguration: Sendable {
 
     /// A server configuration: presents `identity`; asks for no client certificate unless told to.
     ///
-    /// - Parameter trustRoots: the CAs client certificates must chain to, when `clientAuthentication` verifies.
+    /// - Parameters:
+    ///   - identity: the certificate chain and private key to present.
+    ///   - clientAuthentication: whether client certificates are asked for and verified (mutual TLS).
+    ///   - trustRoots: the CAs client certificates must chain to, when `clientAuthentication` verifies.
+    ///   - policy: the protocol versions, cipher suites and groups allowed.
+    ///   - applicationProtocols: ALPN protocol names in order of preference; empty for no ALPN.
     public static func server(
         identity: Identity,
         clientAuthentication: ClientAuthentication = .none,

@@ -8,9 +8,9 @@ import Glibc
 /// One connection's TLS engine, sans-I/O.
 ///
 /// The session never touches a socket, a thread or a clock. The caller moves bytes:
-/// - bytes received from the network go in with ``feed(_:)`` (and ``feedEndOfInput()`` when the transport ends);
+/// - bytes received from the network go in with ``feed(_:)-(Sequence<UInt8>)`` (and ``feedEndOfInput()`` when the transport ends);
 /// - bytes the session wants sent come out of ``withPendingOutput(_:)`` / ``takePendingOutput()``;
-/// - ``handshake()``, ``read(into:)``, ``write(_:)`` and ``close()`` advance the protocol.
+/// - ``handshake()``, ``read(into:)``, ``write(_:)-(Collection<UInt8>)`` and ``close()`` advance the protocol.
 ///
 /// Any transport can drive it: a blocking socket, an event loop, or another session in memory. A session is
 /// owned by one caller at a time (it is not thread-safe); its ``TLSContext`` is shared.

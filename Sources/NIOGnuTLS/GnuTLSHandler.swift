@@ -9,7 +9,7 @@ import NIOTLS
 /// -- `close`, the idle timeout, the peer's close_notify, the channel's shutdown -- sends close_notify when TLS is
 /// up, and the channel closes once the peer has answered (or its stream ended, or the shutdown timeout passed)
 /// and everything written before the close_notify has been written. A transport that ends without close_notify is
-/// reported as a ``TLSError`` of kind ``TLSError/Kind/truncated`` through `errorCaught`, never as a clean close.
+/// reported as a `TLSError` of kind `truncated` through `errorCaught`, never as a clean close.
 ///
 /// The same role as swift-nio-ssl's `NIOSSLHandler`: put it first in the pipeline of a client or server channel.
 /// It fires NIO's `TLSUserEvent.handshakeCompleted` and `.shutdownCompleted` as well as ``GnuTLSEvent``s.
@@ -42,7 +42,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
         return TLSHandshakeInfo(session)
     }
     /// For a client, data with which a later connection can resume this session (see
-    /// ``TLSContext/makeSession(serverName:resumptionData:)``), or nil while the server has issued no ticket
+    /// `TLSContext.makeSession(serverName:resumptionData:)`), or nil while the server has issued no ticket
     /// (TLS 1.3 tickets arrive after the handshake, with the first records read). Still readable once the
     /// handler has left the pipeline. Read it on the channel's event loop.
     public var resumptionData: [UInt8]? { session.resumptionData }
@@ -85,7 +85,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
     }
 
     /// Derives keying material from the connection's TLS secrets (RFC 5705, RFC 8446 section 7.5); see
-    /// ``TLSSession/exportKeyingMaterial(label:context:count:)``. Call it on the channel's event loop, once the
+    /// `TLSSession.exportKeyingMaterial(label:context:count:)`. Call it on the channel's event loop, once the
     /// handshake has completed.
     public func exportKeyingMaterial(label: String, context: [UInt8]? = nil, count: Int) throws(TLSError) -> [UInt8] {
         try session.exportKeyingMaterial(label: label, context: context, count: count)
@@ -105,7 +105,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
     ///     channel open for writing (true), or answer with close_notify and close (false). Nil (the default)
     ///     follows the channel's `ChannelOptions.allowRemoteHalfClosure`, as swift-nio-ssl does.
     ///   - maximumHandshakeInput: the most the peer may send before the handshake completes; more fails the
-    ///     connection (``TLSError/Kind/limitExceeded``, with a `handshake_failure` alert). Nil: 64 KiB for a
+    ///     connection (`TLSError` of kind `limitExceeded`, with a `handshake_failure` alert). Nil: 64 KiB for a
     ///     server (ClientHellos are a few KiB, post-quantum ones ~10 KiB, client certificate chains rarely
     ///     more than 20 KiB), 512 KiB for a client (long server chains with stapled responses).
     public convenience init(

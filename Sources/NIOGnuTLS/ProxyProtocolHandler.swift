@@ -7,12 +7,12 @@ import NIOCore
 ///
 /// - The connection's peer must be in `allowedPeers` (by default loopback only): anyone else could claim any
 ///   address, so a peer outside the list is refused as soon as the connection is active, before a byte is read.
-/// - Once the header is complete it fires the ``ProxyHeader`` as a user inbound event (so a handler after the TLS
+/// - Once the header is complete it fires the `ProxyHeader` as a user inbound event (so a handler after the TLS
 ///   handler sees it before the handshake completes), makes it readable through ``header`` and ``headerFuture``,
 ///   passes every byte after the header on unchanged (the ClientHello often arrives in the same read), and
 ///   removes itself.
 /// - A header that is missing, malformed, too long or cut short by the end of the stream, or that has not arrived
-///   within `timeout`, fails the connection: a ``ProxyHeaderError`` of that kind goes through `errorCaught`
+///   within `timeout`, fails the connection: a `ProxyHeaderError` of that kind goes through `errorCaught`
 ///   (and fails ``headerFuture``) and the channel is closed. No byte of such a connection reaches the TLS handler.
 ///
 /// The TLS handler's handshake deadline starts when the channel becomes active, so it bounds the header too; the
@@ -47,13 +47,13 @@ public final class ProxyProtocolHandler: ChannelDuplexHandler, RemovableChannelH
     /// The header, once it has been read.
     public private(set) var header: ProxyHeader?
 
-    /// Completes with the header, or fails with the ``ProxyHeaderError`` that refused the connection. Valid once
+    /// Completes with the header, or fails with the `ProxyHeaderError` that refused the connection. Valid once
     /// the handler has been added to a pipeline.
     public var headerFuture: EventLoopFuture<ProxyHeader>? { promise?.futureResult }
 
     /// - Parameters:
     ///   - allowedPeers: the networks whose connections may carry a header (the balancers); connections from
-    ///     elsewhere are refused with ``ProxyHeaderError/Kind/peerNotAllowed``.
+    ///     elsewhere are refused with `ProxyHeaderError` of kind `peerNotAllowed`.
     ///   - maximumLength: the longest v2 header accepted (v1 lines are bounded at 107 bytes by the specification).
     ///   - timeout: how long after the channel becomes active the header must be complete; nil leaves the bound
     ///     to the TLS handler's handshake timeout.

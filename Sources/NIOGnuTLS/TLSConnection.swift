@@ -4,8 +4,8 @@ import NIOPosix
 
 /// A TLS connection for people who would rather not write channel handlers: `write` and `read` with async/await.
 ///
-/// The connection lives inside a scope: ``connect(host:port:context:serverName:group:connectTimeout:_:)`` or
-/// ``TLSListener/listen(host:port:context:handshakeTimeout:group:onListening:onFailure:_:)`` hand it to your
+/// The connection lives inside a scope: ``connect(host:port:context:serverName:group:connectTimeout:handshakeTimeout:shutdownTimeout:resumptionData:_:)``
+/// or ``TLSListener/listen(host:port:context:handshakeTimeout:group:onListening:onFailure:proxyProtocol:_:)`` hand it to your
 /// closure once the handshake has completed, and close it (with close_notify) when the closure returns.
 /// Use it from one task at a time.
 ///
@@ -57,6 +57,8 @@ public final class TLSConnection {
     ///   - resumptionData: what ``resumptionData()`` returned on an earlier connection to the same server: the
     ///     session is resumed if the server still accepts it (``TLSHandshakeInfo/isResumed``), or a full
     ///     handshake happens.
+    ///   - body: uses the connection once the handshake has completed; its result is returned. The connection is
+    ///     closed with close_notify when it returns or throws.
     ///
     /// Cancelling the task closes the connection: a handshake in progress then fails at once.
     /// - Throws: a `TLSError` when the handshake or verification fails, or NIO's error when the connection

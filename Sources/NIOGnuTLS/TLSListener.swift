@@ -14,7 +14,7 @@ public enum TLSListener {
     ///
     /// - Parameters:
     ///   - host: the address to bind.
-    ///   - port: the TCP port; 0 for any free port (``onListening`` receives the real one).
+    ///   - port: the TCP port; 0 for any free port (`onListening` receives the real one).
     ///   - context: a server context.
     ///   - handshakeTimeout: how long a client may take to complete the handshake.
     ///   - group: the event loops to run on.
@@ -24,7 +24,7 @@ public enum TLSListener {
     ///   - proxyProtocol: behind a load balancer, the networks allowed to send a PROXY protocol header (see
     ///     ``ProxyProtocolHandler``): every connection must then start with one, within the handshake timeout,
     ///     and ``TLSConnection/proxyHeader`` holds it. A refused header fails the connection with its
-    ///     ``ProxyHeaderError``. Nil (the default): no header is expected.
+    ///     `ProxyHeaderError`. Nil (the default): no header is expected.
     ///   - handler: serves one connection; it is closed with close_notify when the closure returns.
     public static func listen(
         host: String, port: Int, context: TLSContext, handshakeTimeout: TimeAmount = .seconds(10),
