@@ -36,6 +36,13 @@ package enum ClientHelloPeek: Equatable {
     /// another read can get further (the end of the record being received), so that a caller fed a byte at a
     /// time reads the buffer again once per record, not once per byte.
     static func parse(_ records: UnsafeRawBufferPointer, needed: inout Int) -> Result {
+        var names: [UInt8] = []
+        return parse(records, needed: &needed, ticketKeyNames: &names)
+    }
+
+    /// The same; for a complete hello, `ticketKeyNames` receives the key names its session tickets start with
+    /// (see ``parseBody(_:ticketKeyNames:)``).
+    static func parse(_ records: UnsafeRawBufferPointer, needed: inout Int, ticketKeyNames: inout [UInt8]) -> Result {
         // Reassemble the handshake message from the fragments of consecutive handshake records.
         var message: [UInt8] = []
         var reader = BigEndianReader(bytes: records)
@@ -67,12 +74,29 @@ package enum ClientHelloPeek: Equatable {
         }
         return message.withUnsafeBytes { bytes in
             let body = UnsafeRawBufferPointer(rebasing: bytes[4..<(expected ?? 4)])
-            return parseBody(body).map { .hello($0) } ?? .notAHello
+            return parseBody(body, ticketKeyNames: &ticketKeyNames).map { .hello($0) } ?? .notAHello
         }
     }
 
     /// Reads the server name and ALPN list from a ClientHello body.
     package static func parseBody(_ body: UnsafeRawBufferPointer) -> ClientHelloInfo? {
+        var names: [UInt8] = []
+        return parseBody(body, ticketKeyNames: &names)
+    }
+
+    /// The most ticket key names read from one hello (a client offers one or two tickets).
+    static let maximumTicketKeyNames = 4
+
+    /// The same, and the key names of the session tickets the hello offers, 16 bytes each one after the other
+    /// in `ticketKeyNames`: the first bytes of the TLS 1.2 SessionTicket extension and of each TLS 1.3
+    /// pre_shared_key identity (a GnuTLS ticket starts with the name of the key it was encrypted under, see
+    /// `PreviousTicketKey`). Shorter ones are skipped; at most ``maximumTicketKeyNames``.
+    package static func parseBody(_ body: UnsafeRawBufferPointer, ticketKeyNames: inout [UInt8]) -> ClientHelloInfo? {
+        let nameSize = SessionTicketKey.nameSize
+        func noteName(_ ticket: BigEndianReader) {
+            guard ticket.bytes.count >= nameSize, ticketKeyNames.count < maximumTicketKeyNames * nameSize else { return }
+            ticketKeyNames.append(contentsOf: ticket.bytes.prefix(nameSize))
+        }
         var reader = BigEndianReader(bytes: body)
         guard reader.skip(2 + 32),  // legacy_version, random
             let sessionIDLength = reader.u8(), reader.skip(Int(sessionIDLength)),
@@ -101,6 +125,15 @@ package enum ClientHelloPeek: Equatable {
                 while let nameLength = list.u8() {
                     guard let name = list.sub(Int(nameLength)) else { return nil }
                     protocols.append(String(decoding: name.bytes, as: UTF8.self))
+                }
+            case 35:  // session_ticket (TLS 1.2): the ticket itself
+                noteName(data)
+            case 41:  // pre_shared_key (TLS 1.3): identities, each a ticket and its obfuscated age
+                // A malformed list is GnuTLS's to refuse: the names read so far are all there is.
+                guard let listLength = data.u16(), var list = data.sub(Int(listLength)) else { break }
+                while let identityLength = list.u16() {
+                    guard let identity = list.sub(Int(identityLength)), list.skip(4) else { break }
+                    noteName(identity)
                 }
             default:
                 break

@@ -10,7 +10,9 @@ import Synchronization
 /// once.
 ///
 /// A generated session-ticket key carries over to each new context, so tickets issued before a reload still
-/// resume after it.
+/// resume after it. A configured key (``TLSConfiguration/ticketKey``) is read again; when it changed, the
+/// replaced key is still accepted for tickets made under it for one rotation period (3 ×
+/// ``TLSConfiguration/sessionLifetime``, 18 h by default).
 public final class ReloadableTLSContext: Sendable {
     private let state: Mutex<(context: TLSContext, generation: Int)>
 

@@ -12,7 +12,8 @@ extension TLSConfiguration: CustomStringConvertible, CustomDebugStringConvertibl
             + "revocationLists: \(revocationLists.count), "
             + "maximumVerificationDepth: \(maximumVerificationDepth.map(String.init) ?? "nil"), "
             + "keyLog: \(keyLog == nil ? "nil" : "set"), "
-            + "ticketKey: \(ticketKey.map(\.description) ?? "nil"))"
+            + "ticketKey: \(ticketKey.map(\.description) ?? "nil"), "
+            + "sessionLifetime: \(sessionLifetime.map { "\($0)" } ?? "nil"))"
     }
 
     /// The same as ``description``.
@@ -29,7 +30,7 @@ extension TLSConfiguration: CustomStringConvertible, CustomDebugStringConvertibl
                 "sessionTickets": sessionTickets, "additionalTrustRoots": additionalTrustRoots,
                 "revocationLists": revocationLists.count, "maximumVerificationDepth": maximumVerificationDepth as Any,
                 "keyLog": keyLog == nil ? "nil" : "set",
-                "ticketKey": ticketKey as Any,
+                "ticketKey": ticketKey as Any, "sessionLifetime": sessionLifetime as Any,
             ],
             displayStyle: .struct)
     }

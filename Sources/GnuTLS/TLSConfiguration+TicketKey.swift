@@ -8,7 +8,9 @@ extension TLSConfiguration {
     /// The session-ticket master key a server uses, when it is not a fresh one per ``TLSContext``: several
     /// instances behind one load balancer that share it accept each other's tickets, so a client resumes
     /// wherever it lands. GnuTLS derives the keys it encrypts tickets with from it and rotates them every 18 h
-    /// (see `SessionTicketKey`); replacing the master key makes every outstanding ticket worthless.
+    /// (see `SessionTicketKey`). When a reload (``ReloadableTLSContext``) reads a different key, tickets made
+    /// under the replaced one keep resuming for one rotation period, then that key is dropped; only the key
+    /// just replaced is kept.
     ///
     /// A key file holds the 64 bytes in base64 on one line (a trailing newline is allowed); make one with
     /// `tls-certs ticket-key --out FILE` or ``writeNewKey(toFile:)``. It is as secret as a private key: whoever

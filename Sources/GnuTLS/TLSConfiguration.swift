@@ -147,7 +147,9 @@ public struct TLSConfiguration: Sendable {
     /// The name sent as SNI and checked against the server's certificate (clients). An IP literal is checked
     /// as an IP address and not sent as SNI. Each connection may override it.
     public var serverName: String?
-    /// Whether a server issues session tickets so clients can resume sessions without a full handshake.
+    /// Whether a server issues session tickets so clients can resume sessions without a full handshake; for a
+    /// client, whether it asks for and offers them (without: no TLS 1.3 resumption data, and TLS 1.2 data
+    /// resumes by session ID only, on a server with a session cache).
     public var sessionTickets: Bool
     /// Public keys the server's certificate must have one of (clients), checked *in addition to* chain and name
     /// verification, as curl's `--pinnedpubkey sha256//...`. Empty: no pinning.
@@ -186,6 +188,12 @@ public struct TLSConfiguration: Sendable {
     /// The session-ticket master key (servers): nil for a fresh random one per context; a shared one lets several
     /// instances resume each other's sessions.
     public var ticketKey: TicketKey? = nil
+    /// How long a server's sessions stay resumable (servers): the lifetime of the tickets it issues (TLS 1.3
+    /// `ticket_lifetime`; a TLS 1.2 ticket or cached session older than this is refused) and, times three,
+    /// GnuTLS's ticket-key rotation period (`gnutls_db_set_cache_expiration`). Whole seconds, 1 s to 7 days;
+    /// nil: GnuTLS's 6 hours (keys rotate every 18 h). Instances that share a ``ticketKey`` must share this too,
+    /// or they derive different keys. A resumption never extends the first session's lifetime.
+    public var sessionLifetime: Duration? = nil
     /// Where a server keeps TLS 1.2 sessions for resumption by session ID (clients without tickets); nil for
     /// none. ``InMemorySessionCache`` is the bounded default; an application can plug in a shared store.
     public var sessionCache: (any TLSSessionCache)? = nil

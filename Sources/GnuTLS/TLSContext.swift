@@ -50,6 +50,11 @@ public final class TLSContext: @unchecked Sendable {
     let priority: PriorityCache
     /// Server session-ticket key, generated once per context; nil for clients and when tickets are off.
     let ticketKey: SessionTicketKey?
+    /// The master key a reload replaced, still accepted for tickets made under it until one rotation period has
+    /// passed (servers with a configured ``TLSConfiguration/ticketKey`` that changed); nil otherwise.
+    let previousTicketKey: PreviousTicketKey?
+    /// ``TLSConfiguration/sessionLifetime`` in whole seconds, checked; nil for GnuTLS's default.
+    let sessionLifetimeSeconds: UInt32?
     /// The server's TLS 1.2 session-ID cache, at an address given to each session; nil for clients and without one.
     let sessionCache: SessionCacheBox?
     /// ALPN names, handed to each session.
@@ -101,15 +106,38 @@ public final class TLSContext: @unchecked Sendable {
         applicationProtocols = ApplicationProtocolList(protocols)
         enabledVersions = versions.sorted { $0.wireValue > $1.wireValue }
         enabledVersionBits = versions.reduce(0) { $0 | ClientHelloVersions.bit($1.wireValue) }
+        if let lifetime = configuration.sessionLifetime {
+            let seconds = lifetime.components.seconds
+            guard lifetime.components.attoseconds == 0, (1...604_800).contains(seconds) else {
+                throw TLSError.configuration("the session lifetime must be whole seconds from 1 s to 7 days, not \(lifetime)")
+            }
+            sessionLifetimeSeconds = UInt32(seconds)
+        } else {
+            sessionLifetimeSeconds = nil
+        }
         if configuration.role == .server && configuration.sessionTickets {
             // A generated key carries over a reload; a configured one is read again.
+            let key: SessionTicketKey
             if configuration.ticketKey == nil, let carried = previous?.ticketKey {
-                ticketKey = carried
+                key = carried
             } else {
-                ticketKey = try SessionTicketKey(configuration.ticketKey)
+                key = try SessionTicketKey(configuration.ticketKey)
+            }
+            ticketKey = key
+            // A key that changed is kept as the previous one for one rotation period; the same key read again
+            // keeps the previous one there was (until its own period ends).
+            let now = PreviousTicketKey.now
+            if let replaced = previous?.ticketKey, replaced !== key, !replaced.hasSameBytes(as: key) {
+                let period = SessionTicketKey.rotationPeriod(lifetime: Int(sessionLifetimeSeconds ?? 21_600))
+                previousTicketKey = PreviousTicketKey(key: replaced, replacedAt: now, period: period)
+            } else if let kept = previous?.previousTicketKey, kept.isKept(at: now) {
+                previousTicketKey = kept
+            } else {
+                previousTicketKey = nil
             }
         } else {
             ticketKey = nil
+            previousTicketKey = nil
         }
         sessionCache = configuration.role == .server ? configuration.sessionCache.map(SessionCacheBox.init) : nil
         keyLog = configuration.keyLog

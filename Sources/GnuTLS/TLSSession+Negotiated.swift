@@ -148,7 +148,8 @@ extension TLSSession {
     /// Under TLS 1.3 tickets arrive after the handshake, so read some data first.
     public var resumptionData: [UInt8]? {
         guard isHandshakeComplete, context.configuration.role == .client else { return nil }
-        if negotiatedVersion == .tls13 && !receivedTicket { return nil }
+        // A client without tickets would not offer one (GNUTLS_NO_TICKETS), though a GnuTLS server sends it.
+        if negotiatedVersion == .tls13 && (!receivedTicket || !context.configuration.sessionTickets) { return nil }
         var datum = gnutls_datum_t()
         guard gnutls_session_get_data2(session, &datum) == 0 else { return nil }
         let bytes = GnuTLSDatum.take(datum)

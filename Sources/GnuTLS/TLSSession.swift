@@ -91,6 +91,13 @@ public final class TLSSession {
     private var contextSelection = ContextSelection.none
     /// How many buffered bytes the ClientHello peek needs before it can get further.
     private var peekNeeded = 0
+    /// Whether this server session must choose its ticket master key from the hello's tickets: its context
+    /// keeps the key a reload replaced (``TLSContext/previousTicketKey``).
+    private var choosesTicketKey = false
+    /// Whether the peek has read the whole hello (and ``offeredTicketKeyNames`` with it).
+    private var helloRead = false
+    /// The key names of the tickets the hello offers, 16 bytes each (read by the peek; emptied once used).
+    private var offeredTicketKeyNames: [UInt8] = []
     /// Whether a TLS 1.3 session ticket arrived (set by the ticket hook, read by ``resumptionData``).
     private(set) var receivedTicket = false
 
@@ -100,7 +107,10 @@ public final class TLSSession {
         // retains and releases each of its arrays, strings and closures, on every connection.
         let isClient = context.role == .client
         var session: gnutls_session_t?
-        let flags = UInt32(isClient ? GNUTLS_CLIENT : GNUTLS_SERVER) | UInt32(GNUTLS_NONBLOCK)
+        var flags = UInt32(isClient ? GNUTLS_CLIENT : GNUTLS_SERVER) | UInt32(GNUTLS_NONBLOCK)
+        // A client that wants no tickets neither asks for nor stores them (GnuTLS would otherwise offer the
+        // extension and keep what a server sends).
+        if !context.configuration.sessionTickets { flags |= UInt32(GNUTLS_NO_TICKETS.rawValue) }
         let rc = gnutls_init(&session, flags)
         guard rc == 0, let session else { throw TLSError.configuration("cannot create a TLS session", code: rc) }
         self.session = session
@@ -130,7 +140,7 @@ public final class TLSSession {
         if isClient {
             try configureClient(serverName: serverName)
         } else {
-            configureServer()
+            try configureServer()
             if context.configuration.contextSelector != nil { contextSelection = .waitingForHello }
         }
     }
@@ -172,11 +182,11 @@ public final class TLSSession {
             let credentials = UnsafeMutableRawPointer(selected.credentials.handle)
             try check(gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, credentials), "cannot attach credentials")
             if hadProtocols || selected.applicationProtocols.count > 0 { try configureApplicationProtocols() }
+            try configureServer()
         } catch {
             abort(error)
             throw error
         }
-        configureServer()
     }
 
     /// Ends a server session whose context selector failed: a `handshake_failure` alert for the client, and the
@@ -197,26 +207,63 @@ public final class TLSSession {
     }
 
     /// For a server with a selector that has not chosen yet: whether the hello is there to ask about.
-    private func peekClientHello() -> HandshakeStatus? {
+    /// Also, for a server that keeps a previous ticket key, reads the tickets' key names and chooses the key.
+    private func peekClientHello() throws(TLSError) -> HandshakeStatus? {
         switch contextSelection {
-        case .none: return nil
+        case .none:
+            guard choosesTicketKey else { return nil }
+            if helloRead {
+                // The selector has answered: its context's keys decide.
+                try chooseTicketKey()
+                return nil
+            }
         case .asked: return HandshakeStatus.needsInput
         case .waitingForHello: break
         }
         // A hello trickled in small pieces is read again only once a record is complete.
         if bufferedInputCount < peekNeeded && !io.pointee.inboundEnded { return .needsInput }
         io.pointee.keepBorrowedInput()
-        switch ClientHelloPeek.parse(io.pointee.inbound.bytes, needed: &peekNeeded) {
+        offeredTicketKeyNames.removeAll()
+        switch ClientHelloPeek.parse(io.pointee.inbound.bytes, needed: &peekNeeded, ticketKeyNames: &offeredTicketKeyNames) {
         case .incomplete:
             // An input that ended is GnuTLS's to report.
-            if io.pointee.inboundEnded { contextSelection = .none; return nil }
+            if io.pointee.inboundEnded {
+                contextSelection = .none
+                choosesTicketKey = false
+                return nil
+            }
             return .needsInput
         case .notAHello:
+            // GnuTLS answers it with the keys it has.
             contextSelection = .none
+            choosesTicketKey = false
+            offeredTicketKeyNames = []
             return nil
         case .hello(let hello):
-            contextSelection = .asked(hello)
-            return .needsContext(hello)
+            helloRead = true
+            if case .waitingForHello = contextSelection {
+                contextSelection = .asked(hello)
+                return .needsContext(hello)
+            }
+            try chooseTicketKey()
+            return nil
+        }
+    }
+
+    /// Hands GnuTLS the previous ticket master key instead of the current one when a ticket the hello offers
+    /// was made under it (see `PreviousTicketKey`). Before GnuTLS reads the hello, so before it derives a key:
+    /// until then `gnutls_session_ticket_enable_server` may be called again.
+    private func chooseTicketKey() throws(TLSError) {
+        choosesTicketKey = false
+        defer { offeredTicketKeyNames = [] }
+        guard let previous = context.previousTicketKey,
+            previous.issued(anyOf: offeredTicketKeyNames, at: PreviousTicketKey.now)
+        else { return }
+        let rc = gnutls_session_ticket_enable_server(session, previous.key.pointer)
+        guard rc == 0 else {
+            let error = TLSError.configuration("cannot use the previous session ticket key", code: rc)
+            abort(error)
+            throw error
         }
     }
 
@@ -275,11 +322,19 @@ public final class TLSSession {
         }
     }
 
-    private func configureServer() {
+    private func configureServer() throws(TLSError) {
         gnutls_handshake_set_hook_function(
             session, UInt32(GNUTLS_HANDSHAKE_CLIENT_HELLO.rawValue), Int32(GNUTLS_HOOK_PRE), tlsSessionClientHelloHook)
+        // Before the ticket key: GnuTLS derives the key's rotation period from it.
+        if let seconds = context.sessionLifetimeSeconds { gnutls_db_set_cache_expiration(session, Int32(seconds)) }
         if let key = context.ticketKey {
-            _ = gnutls_session_ticket_enable_server(session, key.pointer)
+            try check(gnutls_session_ticket_enable_server(session, key.pointer), "cannot enable session tickets")
+            // Only a kept previous key makes the hello worth reading first: without one, no cost per connection.
+            if let previous = context.previousTicketKey {
+                choosesTicketKey = previous.isKept(at: PreviousTicketKey.now)
+            } else {
+                choosesTicketKey = false
+            }
         }
         context.sessionCache?.install(on: session)
         switch context.configuration.clientAuthentication {
@@ -529,7 +584,7 @@ public final class TLSSession {
         case .failed(let error): throw error
         default: return .complete
         }
-        if let status = peekClientHello() { return status }
+        if let status = try peekClientHello() { return status }
         var retries = 0
         while true {
             let before = bufferedInputCount

@@ -345,6 +345,41 @@ func proxyV2(sourcePort: Int) -> [UInt8] {
         }
     }
 
+    @Test(
+        "After SIGHUP with a new --ticket-key-file, a session saved before the change still resumes, and one saved after it too (TLS 1.3 and 1.2)",
+        arguments: [("TLS 1.3", "NORMAL:-VERS-ALL:+VERS-TLS1.3"), ("TLS 1.2", "NORMAL:-VERS-ALL:+VERS-TLS1.2")])
+    func ticketKeyReplacedOnReload(version: String, priority: String) async throws {
+        let files = try TestFiles()
+        let keyFile = files.path("ticket.key")
+        #expect(try await runTool("tls-certs", ["ticket-key", "--out", keyFile]).status == 0)
+        let server = try await ServerProcess.start(
+            serverArguments(files, port: 0, ["--ticket-key-file", keyFile]), directory: files.url)
+        defer { server.kill() }
+        let client = ["--host", "127.0.0.1", "--servername", "localhost", "--priority", priority, "--verbose"]
+        let before = files.path("before")
+        let saving = try await runClient(port: server.port, files: files, client + ["--sess-out", before])
+        expectSuccessfulExchange(saving)
+        #expect(saving.errorLines.contains("Protocol: \(version)"), "\(saving)")
+
+        let oldKey = try String(contentsOfFile: keyFile, encoding: .utf8)
+        try FileManager.default.removeItem(atPath: keyFile)
+        #expect(try await runTool("tls-certs", ["ticket-key", "--out", keyFile]).status == 0)
+        #expect(try String(contentsOfFile: keyFile, encoding: .utf8) != oldKey)
+        server.send(SIGHUP)
+        #expect(try await server.waitForLine("tls-server: reloaded 1 certificate"), "\(server.transcript)")
+
+        let resuming = try await runClient(port: server.port, files: files, client + ["--sess-in", before])
+        expectSuccessfulExchange(resuming)
+        #expect(resuming.errorLines.contains("Resumed: yes"), "a session from before the key change: \(resuming)")
+        let after = files.path("after")
+        expectSuccessfulExchange(try await runClient(port: server.port, files: files, client + ["--sess-out", after]))
+        let resumingAfter = try await runClient(port: server.port, files: files, client + ["--sess-in", after])
+        #expect(resumingAfter.errorLines.contains("Resumed: yes"), "a session from after the key change: \(resumingAfter)")
+        // Neither key is ever printed.
+        let newKey = try String(contentsOfFile: keyFile, encoding: .utf8).dropLast()
+        #expect(!server.transcript.contains(oldKey.dropLast()) && !server.transcript.contains(newKey))
+    }
+
     @Test("A ticket key file of the wrong size or format stops tls-server at start with the reason; the key is never printed")
     func badTicketKeyFile() async throws {
         let files = try TestFiles()

@@ -36,6 +36,179 @@ import Glibc
         return second.server.isResumed
     }
 
+    /// Resumption data from a full handshake with `issuer`.
+    func ticket(from issuer: TLSContext, client clientContext: TLSContext) throws -> [UInt8] {
+        let first = SessionPair(client: try clientContext.makeSession(), server: try issuer.makeSession())
+        #expect(first.handshake())
+        #expect(!first.server.isResumed)
+        _ = try first.send(Array("ping".utf8), from: first.server, to: first.client)
+        return try #require(first.client.resumptionData)
+    }
+
+    /// Whether `data` resumes on `resumer`: the handshake completes either way (a refused ticket means a full
+    /// handshake, not an error), and both sides agree.
+    func resumes(_ data: [UInt8], on resumer: TLSContext, client clientContext: TLSContext) throws -> Bool {
+        let pair = SessionPair(
+            client: try clientContext.makeSession(serverName: nil, resumptionData: data), server: try resumer.makeSession())
+        #expect(pair.handshake())
+        #expect(pair.client.isResumed == pair.server.isResumed)
+        _ = try pair.send(Array("ping".utf8), from: pair.client, to: pair.server)
+        return pair.server.isResumed
+    }
+
+    func reloadable(_ key: [UInt8], policy: TLSConfiguration.ProtocolPolicy) throws -> (ReloadableTLSContext, TLSConfiguration) {
+        var configuration = pki.serverConfiguration(policy: policy)
+        configuration.ticketKey = .bytes(key)
+        return (try ReloadableTLSContext(configuration: configuration), configuration)
+    }
+
+    static let keyC: [UInt8] = (0..<64).map { UInt8(($0 * 13 + 5) & 0xFF) }
+
+    @Test(arguments: [TLSConfiguration.ProtocolPolicy.intermediate, tls12Only])
+    func aTicketFromBeforeAKeyChangeResumesAfterItAndOneFromTwoChangesAgoDoesNot(policy: TLSConfiguration.ProtocolPolicy) throws {
+        let client = try TLSContext(configuration: pki.clientConfiguration(policy: policy))
+        let (server, initial) = try reloadable(Self.keyA, policy: policy)
+        var configuration = initial
+        let underA = try ticket(from: server.current, client: client)
+        #expect(server.current.previousTicketKey == nil)
+
+        configuration.ticketKey = .bytes(Self.keyB)
+        try server.reload(configuration: configuration)
+        #expect(server.current.previousTicketKey != nil)
+        #expect(try resumes(underA, on: server.current, client: client), "a ticket from the previous key")
+        let underB = try ticket(from: server.current, client: client)
+        #expect(try resumes(underB, on: server.current, client: client), "a ticket from the current key")
+
+        // The same key read again: the previous one stays.
+        try server.reload(configuration: configuration)
+        #expect(try resumes(underA, on: server.current, client: client), "the previous key after a reload with no change")
+
+        configuration.ticketKey = .bytes(Self.keyC)
+        try server.reload(configuration: configuration)
+        #expect(try !resumes(underA, on: server.current, client: client), "a ticket from the key two changes ago")
+        #expect(try resumes(underB, on: server.current, client: client), "a ticket from the key just replaced")
+        // A context that never had key B does not accept its tickets.
+        #expect(try !resumes(underB, on: try serverContext(.bytes(Self.keyC), policy: policy), client: client))
+    }
+
+    @Test func thePreviousKeyIsKeptForOneRotationPeriodAndMatchesOnlyItsOwnNames() throws {
+        let key = SessionTicketKey(bytes: Self.keyA)
+        let other = SessionTicketKey(bytes: Self.keyB)
+        let period = SessionTicketKey.rotationPeriod(lifetime: 21_600)
+        #expect(period == 64_800)
+        let changed = 1_800_000_000
+        let previous = PreviousTicketKey(key: key, replacedAt: changed, period: period)
+        let now = changed + 10
+        let current = UInt64(now / period)
+        let name = key.keyName(period: current)
+        #expect(name.count == 16)
+        #expect(name != key.keyName(period: current - 1) && name != other.keyName(period: current))
+        #expect(previous.issued(anyOf: name, at: now))
+        #expect(previous.issued(anyOf: key.keyName(period: current - 1), at: now), "the previous period's name")
+        #expect(!previous.issued(anyOf: key.keyName(period: current - 2), at: now), "two periods back")
+        #expect(!previous.issued(anyOf: other.keyName(period: current), at: now))
+        #expect(previous.issued(anyOf: other.keyName(period: current) + name, at: now), "the second of two tickets")
+        #expect(!previous.issued(anyOf: [], at: now) && !previous.issued(anyOf: Array(name.prefix(15)), at: now))
+        // Gone one rotation period after the change.
+        #expect(previous.isKept(at: changed + period - 1))
+        #expect(!previous.isKept(at: changed + period))
+        let later = changed + period
+        #expect(!previous.issued(anyOf: key.keyName(period: UInt64(later / period)), at: later))
+    }
+
+    @Test(arguments: [TLSConfiguration.ProtocolPolicy.intermediate, tls12Only])
+    func theHelloOffersATicketNamedAsTheKeyDerivedFromTheMasterKey(policy: TLSConfiguration.ProtocolPolicy) throws {
+        // The ticket (TLS 1.2 SessionTicket extension, TLS 1.3 pre_shared_key identity) starts with the name of
+        // the key GnuTLS made it under: this period's (or, across a boundary, the previous one's), derived from
+        // the master key as lib/stek.c does. The peek reads it from the client's first flight.
+        let client = try TLSContext(configuration: pki.clientConfiguration(policy: policy))
+        let data = try ticket(from: try serverContext(.bytes(Self.keyA), policy: policy), client: client)
+        let session = try client.makeSession(serverName: nil, resumptionData: data)
+        #expect(try session.handshake() == .needsInput)
+        let hello = session.takePendingOutput()
+        var names: [UInt8] = []
+        var needed = 0
+        let result = hello.withUnsafeBytes { ClientHelloPeek.parse($0, needed: &needed, ticketKeyNames: &names) }
+        guard case .hello = result else {
+            Issue.record("not read as a hello: \(result)")
+            return
+        }
+        let period = UInt64(SessionTicketKey.rotationPeriod(lifetime: 21_600))
+        let current = UInt64(time(nil)) / period
+        let master = SessionTicketKey(bytes: Self.keyA)
+        #expect(names == master.keyName(period: current) || names == master.keyName(period: current - 1), "\(names)")
+        #expect(names != SessionTicketKey(bytes: Self.keyB).keyName(period: current))
+        // A hello with no ticket offers no name.
+        let fresh = try client.makeSession()
+        _ = try fresh.handshake()
+        var none: [UInt8] = []
+        _ = fresh.takePendingOutput().withUnsafeBytes { ClientHelloPeek.parse($0, needed: &needed, ticketKeyNames: &none) }
+        #expect(none.isEmpty)
+    }
+
+    @Test(arguments: [TLSConfiguration.ProtocolPolicy.intermediate, tls12Only])
+    func aClientWithoutSessionTicketsNeitherAsksForNorKeepsThem(policy: TLSConfiguration.ProtocolPolicy) throws {
+        var clientConfiguration = pki.clientConfiguration(policy: policy)
+        clientConfiguration.sessionTickets = false
+        let client = try TLSContext(configuration: clientConfiguration)
+        let server = try serverContext(.bytes(Self.keyA), policy: policy)
+        let pair = SessionPair(client: try client.makeSession(), server: try server.makeSession())
+        #expect(pair.handshake())
+        _ = try pair.send(Array("ping".utf8), from: pair.server, to: pair.client)
+        if pair.client.negotiatedVersion == .tls13 {
+            #expect(pair.client.resumptionData == nil, "resumption data from a ticket the client did not ask for")
+        } else {
+            // TLS 1.2 data names the session by its ID only, which this server (no session cache) cannot resume.
+            let data = try #require(pair.client.resumptionData)
+            #expect(try !resumes(data, on: server, client: client))
+        }
+        // Given data with a ticket in it (from a client with tickets), it does not offer the ticket.
+        let withTickets = try TLSContext(configuration: pki.clientConfiguration(policy: policy))
+        let data = try ticket(from: server, client: withTickets)
+        let session = try client.makeSession(serverName: nil, resumptionData: data)
+        _ = try session.handshake()
+        var names: [UInt8] = []
+        var needed = 0
+        let result = session.takePendingOutput().withUnsafeBytes {
+            ClientHelloPeek.parse($0, needed: &needed, ticketKeyNames: &names)
+        }
+        #expect(result != .notAHello && result != .incomplete)
+        #expect(names.isEmpty, "the hello offers a ticket")
+        #expect(try !resumes(data, on: server, client: client))
+    }
+
+    @Test func resumptionDataPastTheSessionLifetimeIsNotUsed() async throws {
+        var datas: [(TLSContext, TLSContext, [UInt8])] = []
+        for policy in [TLSConfiguration.ProtocolPolicy.intermediate, Self.tls12Only] {
+            var configuration = pki.serverConfiguration(policy: policy)
+            configuration.ticketKey = .bytes(Self.keyA)
+            configuration.sessionLifetime = .seconds(1)
+            let server = try TLSContext(configuration: configuration)
+            let client = try TLSContext(configuration: pki.clientConfiguration(policy: policy))
+            let data = try ticket(from: server, client: client)
+            #expect(try resumes(data, on: server, client: client), "a fresh ticket with a 1 s lifetime")
+            datas.append((server, client, data))
+        }
+        // GnuTLS counts whole seconds: past 2 s, a 1 s ticket has expired everywhere. Its key is still accepted
+        // (keys rotate every 3 × 1 s and the previous period's key is accepted), so only the lifetime refuses it.
+        try await Task.sleep(for: .milliseconds(2_500))
+        for (server, client, data) in datas {
+            #expect(try !resumes(data, on: server, client: client), "an expired ticket")
+        }
+    }
+
+    @Test func aSessionLifetimeOutsideOneSecondToSevenDaysIsRefused() throws {
+        for lifetime in [Duration.zero, .milliseconds(1_500), .seconds(604_801)] {
+            var configuration = pki.serverConfiguration()
+            configuration.sessionLifetime = lifetime
+            let error = #expect(throws: TLSError.self) { try TLSContext(configuration: configuration) }
+            #expect(error?.reason == "the session lifetime must be whole seconds from 1 s to 7 days, not \(lifetime)")
+        }
+        var configuration = pki.serverConfiguration()
+        configuration.sessionLifetime = .seconds(604_800)
+        #expect(try TLSContext(configuration: configuration).sessionLifetimeSeconds == 604_800)
+    }
+
     @Test(arguments: [TLSConfiguration.ProtocolPolicy.intermediate, tls12Only])
     func twoContextsWithTheSameKeyResumeEachOthersTickets(policy: TLSConfiguration.ProtocolPolicy) throws {
         let first = try serverContext(.bytes(Self.keyA), policy: policy)

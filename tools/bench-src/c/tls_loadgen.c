@@ -70,6 +70,11 @@ static const char *message = "Hello from client!";
 static int line_mode = 0, expect_reverse = 0;
 static const char *tls_opt = "any";
 static unsigned long long bulk_bytes = 256ull << 20;
+static const char *resume_file = NULL; /* --resume FILE: offer saved session data, keep the newest */
+
+/* resumption (echo mode with --resume) */
+static gnutls_datum_t saved_session; /* the newest session data, offered by every new connection */
+static long long resumed_count;
 
 /* shared state */
 static struct sockaddr_storage addr;
@@ -177,6 +182,13 @@ static int open_session(gnutls_session_t *out, int *connecting) {
         close(fd);
         return -1;
     }
+    if (resume_file && saved_session.data &&
+        (rc = gnutls_session_set_data(s, saved_session.data, saved_session.size)) < 0) {
+        note_error("gnutls_session_set_data: %s", gnutls_strerror(rc));
+        gnutls_deinit(s);
+        close(fd);
+        return -1;
+    }
     /* No gnutls_session_set_verify_cert: the chain is deliberately not verified (see --help). */
     gnutls_transport_set_int(s, fd);
     *out = s;
@@ -184,6 +196,40 @@ static int open_session(gnutls_session_t *out, int *connecting) {
 }
 
 /* ---------------------------------------------------------------- echo and idle: many connections */
+
+/* --resume: counts a resumed connection and keeps the session's data (under TLS 1.3, once its ticket has
+   arrived, which it has once the echo has: the server sends it before the reply) for the next connections. */
+static void keep_session(gnutls_session_t s) {
+    if (gnutls_session_is_resumed(s)) resumed_count++;
+    if (gnutls_protocol_get_version(s) == GNUTLS_TLS1_3 &&
+        !(gnutls_session_get_flags(s) & GNUTLS_SFLAGS_SESSION_TICKET))
+        return;
+    gnutls_datum_t data = {NULL, 0};
+    if (gnutls_session_get_data2(s, &data) < 0 || data.size == 0) return;
+    gnutls_free(saved_session.data);
+    saved_session = data;
+}
+
+static void load_session_file(void) {
+    FILE *f = fopen(resume_file, "rb");
+    if (!f) return; /* none yet: the first connection makes one */
+    unsigned char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    if (n == 0 || n == sizeof buf) return;
+    saved_session.data = gnutls_malloc(n);
+    if (!saved_session.data) die("out of memory");
+    memcpy(saved_session.data, buf, n);
+    saved_session.size = (unsigned)n;
+}
+
+static void save_session_file(void) {
+    if (!saved_session.data) return;
+    FILE *f = fopen(resume_file, "wb");
+    if (!f) die("cannot write %s: %s", resume_file, strerror(errno));
+    fwrite(saved_session.data, 1, saved_session.size, f);
+    fclose(f);
+}
 
 static void release(struct lconn *c) {
     if (c->session) gnutls_deinit(c->session);
@@ -280,6 +326,7 @@ static void drive(struct lconn *c) {
                 if (c->pos == explen) {
                     record_latency(now_ns() - c->t_start);
                     ok_count++;
+                    if (resume_file) keep_session(c->session);
                     c->state = S_BYE;
                 }
                 continue;
@@ -407,7 +454,13 @@ static int run_echo(void) {
     }
     double elapsed = (double)(now_ns() - t0) / 1e9;
     qsort(lat, lat_len, sizeof *lat, cmp_u64);
-    printf("{\"mode\":\"echo\",\"ok\":%lld,\"errors\":%lld,\"elapsed_s\":%.3f,\"rate\":%.1f,", ok_count, err_count,
+    if (resume_file) {
+        save_session_file();
+        printf("{\"resumed\":%lld,", resumed_count);
+    } else {
+        printf("{");
+    }
+    printf("\"mode\":\"echo\",\"ok\":%lld,\"errors\":%lld,\"elapsed_s\":%.3f,\"rate\":%.1f,", ok_count, err_count,
            elapsed, elapsed > 0 ? (double)ok_count / elapsed : 0.0);
     if (lat_len) printf("\"p50_ms\":%.3f,\"p99_ms\":%.3f,", percentile_ms(0.50), percentile_ms(0.99));
     else printf("\"p50_ms\":null,\"p99_ms\":null,");
@@ -626,6 +679,9 @@ static void usage(FILE *f) {
         "  --mode idle          open --concurrency connections (128 handshakes at a time), print 'ready N' when\n"
         "                       all are up (or the final JSON at once if any failed), hold them until stdin EOF\n"
         "                       or --duration seconds (at most 3600), close, print {\"mode\":\"idle\",\"held\",\"errors\"}.\n"
+        "  --resume FILE        echo: offer the session data in FILE (if any) on every connection, keep the\n"
+        "                       newest (a TLS 1.3 ticket, a TLS 1.2 ticket) for the next ones, write it back to\n"
+        "                       FILE at the end; the JSON then starts with \"resumed\" (connections resumed)\n"
         "  --concurrency C      connections in flight (echo) or held (idle); default 1\n"
         "  --count N            echo: connections to start (0 = no limit)\n"
         "  --duration S         echo: stop starting after S seconds; idle: hold time; bulk: overall cap\n"
@@ -685,6 +741,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--duration")) { NEEDV(); duration = strtod(v, &end); }
         else if (!strcmp(a, "--message")) { NEEDV(); message = v; }
         else if (!strcmp(a, "--line")) line_mode = 1;
+        else if (!strcmp(a, "--resume")) { NEEDV(); resume_file = v; }
         else if (!strcmp(a, "--expect")) {
             NEEDV();
             if (!strcmp(v, "echo")) expect_reverse = 0;
@@ -738,6 +795,8 @@ int main(int argc, char **argv) {
         die("bad priority string at '%s': %s", err_pos ? err_pos : "?", gnutls_strerror(rc));
     build_messages();
 
+    if (resume_file && mode != M_ECHO) die("--resume is for --mode echo");
+    if (resume_file) load_session_file();
     int status = mode == M_ECHO ? run_echo() : mode == M_BULK ? run_bulk() : run_idle();
 
     free(slots);
