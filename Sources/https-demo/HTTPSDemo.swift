@@ -1,5 +1,6 @@
 #if Hummingbird
 import ArgumentParser
+import Glibc
 import GnuTLS
 import Hummingbird
 import NIOGnuTLSHummingbird
@@ -26,6 +27,8 @@ struct HTTPSDemo: AsyncParsableCommand {
     @Flag(help: "HTTP/1.1 only (no ALPN).") var http1 = false
 
     func run() async throws {
+        // Line by line even into a pipe or file, so that 'listening on' reaches a script that waits for it.
+        setvbuf(stdout, nil, _IOLBF, 0)
         let tls = GnuTLS.TLSConfiguration.server(
             identity: .files(certificateChain: cert, privateKey: key),
             clientAuthentication: cafile == nil ? .none : .verifyIfGiven,
