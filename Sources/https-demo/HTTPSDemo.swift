@@ -27,8 +27,6 @@ struct HTTPSDemo: AsyncParsableCommand {
     @Flag(help: "HTTP/1.1 only (no ALPN).") var http1 = false
 
     func run() async throws {
-        // Line by line even into a pipe or file, so that 'listening on' reaches a script that waits for it.
-        setvbuf(stdout, nil, _IOLBF, 0)
         let tls = GnuTLS.TLSConfiguration.server(
             identity: .files(certificateChain: cert, privateKey: key),
             clientAuthentication: cafile == nil ? .none : .verifyIfGiven,
@@ -42,6 +40,8 @@ struct HTTPSDemo: AsyncParsableCommand {
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 print("listening on \(host):\(port) (\(http1 ? "HTTP/1.1" : "HTTP/2 and HTTP/1.1"))")
+                // At once even into a pipe or file, so that a script waiting for the line sees it.
+                fflush(nil)
             })
         try await app.runService()
     }
