@@ -14,6 +14,9 @@ let package = Package(
         .executable(name: "tls-server", targets: ["tls-server"]),
         .executable(name: "tls-client", targets: ["tls-client"]),
         .executable(name: "tls-certs", targets: ["tls-certs"]),
+        // Hummingbird 2 over NIOGnuTLS; empty unless the `Hummingbird` trait is on.
+        .library(name: "NIOGnuTLSHummingbird", targets: ["NIOGnuTLSHummingbird"]),
+        .executable(name: "https-demo", targets: ["https-demo"]),
     ],
     // Integrations with frameworks are package traits, off by default, so that a package depending only on
     // GnuTLS or NIOGnuTLS neither builds nor links Hummingbird, swift-nio-http2 or gRPC. Enable one with
@@ -31,6 +34,12 @@ let package = Package(
         // a package depending on GnuTLS or NIOGnuTLS neither fetches nor builds it (it is not in that package's
         // Package.resolved).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin.git", from: "1.5.0"),
+        // Used only with the Hummingbird trait (every product taken from them below is conditional on it).
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.34.1"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.0.0"),
     ],
     targets: [
         // The system's GnuTLS, seen through a modulemap and a header of static inline shims.
@@ -89,6 +98,34 @@ let package = Package(
                 "GnuTLS", "TLSCommandSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Hummingbird 2 on NIOGnuTLS: HTTP/1.1 and HTTP/2 (ALPN) server builders, the handshake info in routes.
+        // Its sources compile to nothing without the trait, and its framework dependencies are not built.
+        .target(
+            name: "NIOGnuTLSHummingbird",
+            dependencies: [
+                "GnuTLS", "NIOGnuTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["Hummingbird"])),
+                .product(name: "HummingbirdCore", package: "hummingbird", condition: .when(traits: ["Hummingbird"])),
+                .product(name: "NIOHTTP1", package: "swift-nio", condition: .when(traits: ["Hummingbird"])),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2", condition: .when(traits: ["Hummingbird"])),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras", condition: .when(traits: ["Hummingbird"])),
+                .product(
+                    name: "NIOHTTPTypesHTTP2", package: "swift-nio-extras",
+                    condition: .when(traits: ["Hummingbird"])),
+                .product(name: "Logging", package: "swift-log", condition: .when(traits: ["Hummingbird"])),
+            ]
+        ),
+        // The demo app of tools/https-demo: GET / and POST /echo over HTTP/1.1 and HTTP/2.
+        .executableTarget(
+            name: "https-demo",
+            dependencies: [
+                "GnuTLS", "NIOGnuTLSHummingbird",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["Hummingbird"])),
+            ]
+        ),
         .testTarget(name: "GnuTLSTests", dependencies: ["GnuTLS"]),
         .testTarget(name: "ProxyProtocolTests", dependencies: ["ProxyProtocol"]),
         .testTarget(
@@ -101,6 +138,21 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CommandTests", dependencies: ["GnuTLS"]),
+        .testTarget(
+            name: "HummingbirdTests",
+            dependencies: [
+                "GnuTLS", "NIOGnuTLS", "NIOGnuTLSHummingbird",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["Hummingbird"])),
+                .product(name: "HummingbirdCore", package: "hummingbird", condition: .when(traits: ["Hummingbird"])),
+                .product(name: "Logging", package: "swift-log", condition: .when(traits: ["Hummingbird"])),
+                .product(
+                    name: "ServiceLifecycle", package: "swift-service-lifecycle",
+                    condition: .when(traits: ["Hummingbird"])),
+            ]
+        ),
 
         // libFuzzer targets (run them with tools/fuzz). Built with -sanitize=fuzzer,address -DFUZZING they have
         // libFuzzer's main; in a plain build each replays the input files named on its command line.
