@@ -23,7 +23,10 @@ let package = Package(
     // `.package(url: ..., from: ..., traits: ["Hummingbird"])`, or `swift build --traits Hummingbird` here.
     traits: [
         .trait(name: "Hummingbird", description: "NIOGnuTLSHummingbird: HTTPS and HTTP/2 for Hummingbird 2 apps"),
-        .trait(name: "GRPC", description: "NIOGnuTLSGRPC: TLS for grpc-swift-nio-transport 2"),
+        .trait(
+            name: "GRPC", description: "NIOGnuTLSGRPC: TLS for grpc-swift-nio-transport 2",
+            enabledTraits: ["X509"]),
+        .trait(name: "X509", description: "NIOGnuTLSX509: peer certificates as swift-certificates' X509.Certificate"),
         .default(enabledTraits: []),
     ],
     dependencies: [
@@ -161,3 +164,64 @@ let package = Package(
         .executableTarget(name: name, dependencies: ["GnuTLS", "FuzzSupport", "ProxyProtocol"], path: "Fuzz/\(name)")
     }
 )
+
+// gRPC (trait GRPC) and swift-certificates (trait X509). The targets are always in the graph, but their
+// dependencies are conditional and their sources are `#if GRPC` / `#if X509`, so without the traits they compile
+// to nothing and no gRPC, swift-nio-ssl or swift-certificates code is built.
+package.products += [
+    .library(name: "NIOGnuTLSGRPC", targets: ["NIOGnuTLSGRPC"]),
+    .library(name: "NIOGnuTLSX509", targets: ["NIOGnuTLSX509"]),
+]
+package.dependencies += [
+    .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+    .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+    .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+    // swift-certificates' own dependency, named for DER.Serializer and Certificate(derEncoded:).
+    .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+]
+package.targets += [
+    .target(
+        name: "NIOGnuTLSX509",
+        dependencies: [
+            "GnuTLS", "NIOGnuTLS",
+            .product(name: "X509", package: "swift-certificates", condition: .when(traits: ["X509"])),
+            .product(name: "SwiftASN1", package: "swift-asn1", condition: .when(traits: ["X509"])),
+        ]
+    ),
+    .target(
+        name: "NIOGnuTLSGRPC",
+        dependencies: [
+            "GnuTLS", "NIOGnuTLS",
+            .target(name: "NIOGnuTLSX509", condition: .when(traits: ["GRPC"])),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "GRPCCore", package: "grpc-swift-2", condition: .when(traits: ["GRPC"])),
+            .product(
+                name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport",
+                condition: .when(traits: ["GRPC"])),
+            .product(name: "X509", package: "swift-certificates", condition: .when(traits: ["GRPC"])),
+        ]
+    ),
+    .testTarget(
+        name: "NIOGnuTLSX509Tests",
+        dependencies: [
+            "GnuTLS", "NIOGnuTLS", "NIOGnuTLSX509",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "X509", package: "swift-certificates", condition: .when(traits: ["X509"])),
+        ]
+    ),
+    .testTarget(
+        name: "NIOGnuTLSGRPCTests",
+        dependencies: [
+            "GnuTLS", "NIOGnuTLS", "NIOGnuTLSGRPC",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "GRPCCore", package: "grpc-swift-2", condition: .when(traits: ["GRPC"])),
+            .product(
+                name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport",
+                condition: .when(traits: ["GRPC"])),
+            .product(name: "X509", package: "swift-certificates", condition: .when(traits: ["GRPC"])),
+        ]
+    ),
+]
