@@ -9,10 +9,11 @@ extension Channel {
     /// Before the handshake completes, the future waits for it. A channel without a ``GnuTLSHandler`` of its own
     /// is looked up through its parents, so an HTTP/2 stream channel answers with its connection's handshake.
     ///
-    /// - Returns: a future that fails with the handshake's error (a ``TLSError``) if the handshake fails or has
-    ///   failed, with `ChannelError.ioOnClosedChannel` if the channel closes before the handshake completes, and
-    ///   with `ChannelPipelineError.notFound` if neither the channel nor a parent has a ``GnuTLSHandler`` (the
-    ///   handler leaves the pipeline when the channel has closed).
+    /// - Returns: a future that fails with the handshake's error (a ``TLSError``) if the handshake fails while it
+    ///   waits, or has failed and the channel is still closing; with `ChannelError.ioOnClosedChannel` once the
+    ///   channel has closed (the handler has then left the pipeline, and its handshake's outcome with it: ask
+    ///   early, for example in the channel initializer, to be sure of getting the handshake's error); and with
+    ///   `ChannelPipelineError.notFound` if an open channel and its parents have no ``GnuTLSHandler``.
     public func gnuTLSHandshakeInfo() -> EventLoopFuture<TLSHandshakeInfo> {
         handshakeInfoFuture()
     }
@@ -34,6 +35,8 @@ extension Channel {
                 return future
             } catch {
                 if let parent = channel.parent { return parent.handshakeInfoFuture() }
+                // The handler leaves the pipeline when the channel closes, and what its handshake came to with it.
+                if !channel.isActive { return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
                 return channel.eventLoop.makeFailedFuture(error)
             }
         }

@@ -95,8 +95,7 @@ struct TLSServerCommand: ParsableCommand {
     var metrics: String?
     @Option(
         help: ArgumentHelp(
-            "Level of the library's log messages, on standard error: trace, debug, info, notice, warning, error or "
-                + "critical (default: info).",
+            "Level of the library's log messages, on standard error.",
             discussion: "At debug, each failed connection is logged once with its details (tls.error.kind, "
                 + "tls.peer, ...). The per-connection lines on standard output are not affected."))
     var logLevel: Logger.Level = .info

@@ -111,41 +111,52 @@ import Testing
             .bind(host: "127.0.0.1", port: 0).get()
         let port = try #require(server.localAddress?.port)
 
-        func connect(_ context: TLSContext) async throws -> any Channel {
-            try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        // Asked from the channel initializer, before the connection is even active: the answer waits.
+        func connect(_ context: TLSContext) async throws -> (any Channel, EventLoopFuture<TLSHandshakeInfo>) {
+            let asked = NIOLockedValueBox<EventLoopFuture<TLSHandshakeInfo>?>(nil)
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addGnuTLSHandler(context: context, serverName: "localhost")
                         try channel.pipeline.syncOperations.addHandler(ErrorSwallower())
+                        let future: EventLoopFuture<TLSHandshakeInfo> = channel.gnuTLSHandshakeInfo()
+                        asked.withLockedValue { $0 = future }
                     }
                 }
                 .connect(host: "127.0.0.1", port: port).get()
+            return (channel, try #require(asked.withLockedValue { $0 }))
         }
 
-        // Asked right after connecting, while the handshake is under way.
-        let good = try await connect(pki.clientContext(alpn: ["h2"]))
+        let (good, early) = try await connect(pki.clientContext(alpn: ["h2"]))
+        // Asked from async code right after connecting, while the handshake may still be under way.
         let info = try await good.gnuTLSHandshakeInfo()
+        #expect(try await early.get() == info)
         #expect(info.version == .tls13)
         #expect(info.applicationProtocol == "h2")
         #expect(info.peerCertificates.first == pki.server.certificate)
         try await good.close()
 
         let stranger = try CertificateAuthority.generate(commonName: "Stranger CA")
-        let bad = try await connect(
+        let (bad, waiting) = try await connect(
             TLSContext(
                 configuration: .client(serverName: "localhost", trustRoots: .certificates([stranger.certificate]))))
         await #expect {
-            try await bad.gnuTLSHandshakeInfo()
+            try await waiting.get()
         } throws: { error in
             (error as? TLSError)?.kind == .verification
         }
+        // Once the channel has closed, the handler (and what its handshake came to) has left the pipeline.
         try? await bad.closeFuture.get()
+        await #expect(throws: ChannelError.ioOnClosedChannel) { try await bad.gnuTLSHandshakeInfo() }
         try await server.close()
     }
 
     @Test func aPipelineWithoutTheHandlerSaysSo() throws {
         let channel = EmbeddedChannel()
         #expect(throws: ChannelPipelineError.notFound) { try channel.pipeline.syncOperations.gnuTLSHandshakeInfo() }
+        // Not active: there may have been a handler that left with the close.
+        #expect(throws: ChannelError.ioOnClosedChannel) { try channel.gnuTLSHandshakeInfo().wait() }
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         #expect(throws: ChannelPipelineError.notFound) { try channel.gnuTLSHandshakeInfo().wait() }
     }
 
