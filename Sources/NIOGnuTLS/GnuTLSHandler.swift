@@ -1,4 +1,5 @@
 import GnuTLS
+import Logging
 import NIOCore
 import NIOTLS
 
@@ -13,6 +14,11 @@ import NIOTLS
 ///
 /// The same role as swift-nio-ssl's `NIOSSLHandler`: put it first in the pipeline of a client or server channel.
 /// It fires NIO's `TLSUserEvent.handshakeCompleted` and `.shutdownCompleted` as well as ``GnuTLSEvent``s.
+///
+/// Given a `Logger`, it logs each connection that fails (handshake or later) once, at debug level, with dotted
+/// metadata keys (`tls.error.kind`, `tls.error.code`, `tls.error.reason`, `tls.error.alert`, `tls.peer`,
+/// `tls.role`, `tls.handshake`, `tls.server_name`); a connection that goes well logs nothing. Given a
+/// ``TLSMetrics``, it counts handshakes, their duration and failures, and open connections.
 ///
 /// The handler only carries out what its connection state machine decides (`TLSConnectionStateMachine`).
 public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler, DeadlineChecking, TLSOutputSink {
@@ -41,6 +47,14 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
         guard case .completed = machine.handshakeOutcome else { return nil }
         return TLSHandshakeInfo(session)
     }
+    /// How the handshake ended: nil while it is under way, the error that failed it otherwise.
+    var handshakeResult: Result<TLSHandshakeInfo, any Error>? {
+        switch machine.handshakeOutcome {
+        case .pending: return nil
+        case .completed: return .success(TLSHandshakeInfo(session))
+        case .failed(let failure): return .failure(Self.error(failure))
+        }
+    }
     /// For a client, data with which a later connection can resume this session (see
     /// `TLSContext.makeSession(serverName:resumptionData:)`), or nil while the server has issued no ticket
     /// (TLS 1.3 tickets arrive after the handshake, with the first records read). Still readable once the
@@ -66,6 +80,18 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
     /// are) has not yielded plaintext yet: handshake and other records without plaintext then ask for another
     /// read, or a reader waiting for data would wait forever.
     @exclusivity(unchecked) private var readRequested = false
+
+    /// Where failures are logged (at debug); nil logs nothing.
+    private let logger: Logger?
+    /// Where handshakes and connections are counted; nil counts nothing.
+    private let metrics: TLSMetrics?
+    /// With ``metrics``: when the handshake started (event-loop uptime, nanoseconds), whether the connection is
+    /// counted as open, and whether its handshake's outcome has been counted.
+    @exclusivity(unchecked) private var handshakeStarted: Int64 = 0
+    @exclusivity(unchecked) private var countedOpen = false
+    @exclusivity(unchecked) private var handshakeCounted = false
+    /// Whether the handshake completed (the session's own state says failed once a later error ends it).
+    @exclusivity(unchecked) private var handshakeAnnounced = false
 
     /// A future that completes when the handshake does (and fails with its error). Valid once the handler
     /// has been added to a pipeline.
@@ -108,30 +134,36 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
     ///     connection (`TLSError` of kind `limitExceeded`, with a `handshake_failure` alert). Nil: 64 KiB for a
     ///     server (ClientHellos are a few KiB, post-quantum ones ~10 KiB, client certificate chains rarely
     ///     more than 20 KiB), 512 KiB for a client (long server chains with stapled responses).
+    ///   - logger: where a failed connection is logged, once, at debug level (nothing for one that goes well).
+    ///   - metrics: where handshakes and open connections are counted; nil (the default) counts nothing.
     public convenience init(
         context: TLSContext, serverName: String? = nil, handshakeTimeout: TimeAmount = .seconds(10),
         shutdownTimeout: TimeAmount = .seconds(3), idleTimeout: TimeAmount? = nil, allowHalfClosure: Bool? = nil,
-        maximumHandshakeInput: Int? = nil
+        maximumHandshakeInput: Int? = nil, logger: Logger? = nil, metrics: TLSMetrics? = nil
     ) throws {
         self.init(
             session: try context.makeSession(serverName: serverName), handshakeTimeout: handshakeTimeout,
             shutdownTimeout: shutdownTimeout, idleTimeout: idleTimeout, allowHalfClosure: allowHalfClosure,
-            maximumHandshakeInput: maximumHandshakeInput)
+            maximumHandshakeInput: maximumHandshakeInput, logger: logger, metrics: metrics)
     }
 
-    /// The default ``init(context:serverName:handshakeTimeout:shutdownTimeout:idleTimeout:allowHalfClosure:maximumHandshakeInput:)``
+    /// The default ``init(context:serverName:handshakeTimeout:shutdownTimeout:idleTimeout:allowHalfClosure:maximumHandshakeInput:logger:metrics:)``
     /// limit on what a peer may send before the handshake completes, by role.
     public static func defaultMaximumHandshakeInput(for role: TLSConfiguration.Role) -> Int {
         role == .server ? 64 * 1024 : 512 * 1024
     }
 
     /// Creates a handler around a session made by the caller (for example one resuming an earlier session). The
-    /// handler owns the session from now on: nothing else may use it.
+    /// handler owns the session from now on: nothing else may use it. The other parameters are those of
+    /// ``init(context:serverName:handshakeTimeout:shutdownTimeout:idleTimeout:allowHalfClosure:maximumHandshakeInput:logger:metrics:)``.
     public init(
         session: TLSSession, handshakeTimeout: TimeAmount = .seconds(10), shutdownTimeout: TimeAmount = .seconds(3),
-        idleTimeout: TimeAmount? = nil, allowHalfClosure: Bool? = nil, maximumHandshakeInput: Int? = nil
+        idleTimeout: TimeAmount? = nil, allowHalfClosure: Bool? = nil, maximumHandshakeInput: Int? = nil,
+        logger: Logger? = nil, metrics: TLSMetrics? = nil
     ) {
         self.session = session
+        self.logger = logger
+        self.metrics = metrics
         self.explicitHalfClosure = allowHalfClosure
         self.machine = Machine(
             session: session,
@@ -167,6 +199,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
     /// complete them.
     public func handlerRemoved(context: ChannelHandlerContext) {
         stopDeadlines()
+        if countedOpen { countClosed() }
         session.outputSink = nil
         fail(machine.handlerRemoved(), handshake: true, with: ChannelError.ioOnClosedChannel)
     }
@@ -186,14 +219,68 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
         }
         let (close, abandoned) = machine.channelInactive()
         stopDeadlines()
+        if countedOpen { countClosed() }
         fail(abandoned, handshake: true, with: ChannelError.ioOnClosedChannel)
         close?.succeed(())
         context.fireChannelInactive()
     }
 
     private func startHandshake(context: ChannelHandlerContext) {
-        machine.channelActive(now: Self.nanoseconds(context.eventLoop.now))
+        let now = Self.nanoseconds(context.eventLoop.now)
+        if let metrics, !countedOpen, case .idle = machine.state {
+            countedOpen = true
+            handshakeStarted = now
+            metrics.connectionOpened()
+        }
+        machine.channelActive(now: now)
         processInput(context: context)
+    }
+
+    // MARK: - Logging and metrics (never on the path of a connection that goes well, unless metrics are on)
+
+    /// The connection is no longer open: a handshake it never finished, without an error of its own, was cut
+    /// short by a close.
+    private func countClosed() {
+        countedOpen = false
+        guard let metrics else { return }
+        if !handshakeCounted && !handshakeAnnounced {
+            handshakeCounted = true
+            metrics.handshakeFailed(version: session.negotiatedVersion, reason: TLSMetrics.closedReason)
+        }
+        metrics.connectionClosed()
+    }
+
+    /// Counts and logs the error that ends the connection.
+    private func report(_ error: any Error, context: ChannelHandlerContext) {
+        let duringHandshake = !handshakeAnnounced
+        if let metrics {
+            let reason = TLSMetrics.reason(error)
+            if duringHandshake {
+                if !handshakeCounted {
+                    handshakeCounted = true
+                    metrics.handshakeFailed(version: session.negotiatedVersion, reason: reason)
+                }
+            } else {
+                metrics.connectionFailed(reason: reason)
+            }
+        }
+        guard let logger, logger.logLevel <= .debug else { return }
+        var metadata: Logger.Metadata = [
+            "tls.role": "\(session.context.role)",
+            "tls.handshake": duringHandshake ? "failed" : "completed",
+        ]
+        if let peer = context.channel.remoteAddress { metadata["tls.peer"] = "\(peer)" }
+        if let name = session.requestedServerName { metadata["tls.server_name"] = "\(name)" }
+        if let error = error as? TLSError {
+            metadata["tls.error.kind"] = "\(error.kind.rawValue)"
+            metadata["tls.error.code"] = "\(error.codeName)"
+            metadata["tls.error.reason"] = "\(error.reason)"
+            if let alert = error.alert { metadata["tls.error.alert"] = "\(alert)" }
+        } else {
+            metadata["tls.error.kind"] = "\(TLSError.Kind.other.rawValue)"
+            metadata["tls.error.reason"] = "\(String(describing: error))"
+        }
+        logger.debug(duringHandshake ? "TLS handshake failed" : "TLS connection failed", metadata: metadata)
     }
 
     // MARK: - Deadlines
@@ -354,6 +441,12 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
         // Taken first: a handler that fails the connection from inside an event must not fail it as well.
         let promise = handshakePromise
         handshakePromise = nil
+        handshakeAnnounced = true
+        if let metrics, !handshakeCounted {
+            handshakeCounted = true
+            metrics.handshakeSucceeded(
+                version: info.version, nanoseconds: Self.nanoseconds(context.eventLoop.now) - handshakeStarted)
+        }
         context.fireUserInboundEventTriggered(GnuTLSEvent.handshakeCompleted(info))
         context.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: info.applicationProtocol))
         promise?.succeed(info)
@@ -440,6 +533,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler,
         case .fail(let error, let abandoned, let close):
             // The alert the session queued goes out first.
             flushOutput(context: context)
+            if logger != nil || metrics != nil { report(error, context: context) }
             fail(abandoned, handshake: true, with: error)
             context.fireErrorCaught(error)
             context.close(mode: .all, promise: close)

@@ -1,12 +1,15 @@
 import GnuTLS
+import Logging
 import NIOCore
 import NIOPosix
 
 /// A TLS connection for people who would rather not write channel handlers: `write` and `read` with async/await.
 ///
-/// The connection lives inside a scope: ``connect(host:port:context:serverName:group:connectTimeout:handshakeTimeout:shutdownTimeout:resumptionData:_:)``
-/// or ``TLSListener/listen(host:port:context:handshakeTimeout:group:onListening:onFailure:proxyProtocol:_:)`` hand it to your
-/// closure once the handshake has completed, and close it (with close_notify) when the closure returns.
+/// The connection lives inside a scope:
+/// ``connect(host:port:context:serverName:group:connectTimeout:handshakeTimeout:shutdownTimeout:resumptionData:logger:metrics:_:)``
+/// or ``TLSListener/listen(host:port:context:handshakeTimeout:group:onListening:onFailure:proxyProtocol:logger:metrics:_:)``
+/// hand it to your closure once the handshake has completed, and close it (with close_notify) when the closure
+/// returns.
 /// Use it from one task at a time.
 ///
 /// ```swift
@@ -57,6 +60,9 @@ public final class TLSConnection {
     ///   - resumptionData: what ``resumptionData()`` returned on an earlier connection to the same server: the
     ///     session is resumed if the server still accepts it (``TLSHandshakeInfo/isResumed``), or a full
     ///     handshake happens.
+    ///   - logger: where a failed connect or handshake is logged, at debug level (nothing when all goes well).
+    ///   - metrics: where the handshake and the open connection are counted (see ``TLSMetrics``); nil counts
+    ///     nothing.
     ///   - body: uses the connection once the handshake has completed; its result is returned. The connection is
     ///     closed with close_notify when it returns or throws.
     ///
@@ -67,25 +73,42 @@ public final class TLSConnection {
         host: String, port: Int, context: TLSContext, serverName: String? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, connectTimeout: TimeAmount = .seconds(10),
         handshakeTimeout: TimeAmount = .seconds(10), shutdownTimeout: TimeAmount = .seconds(3),
-        resumptionData: [UInt8]? = nil, _ body: (TLSConnection) async throws -> Result
+        resumptionData: [UInt8]? = nil, logger: Logger? = nil, metrics: TLSMetrics? = nil,
+        _ body: (TLSConnection) async throws -> Result
     ) async throws -> Result {
         let name = serverName ?? context.configuration.serverName ?? host
-        let (channel, handshake, handler) = try await ClientBootstrap(group: group)
+        let connected:
+            (NIOAsyncChannel<ByteBuffer, ByteBuffer>, EventLoopFuture<TLSHandshakeInfo>, NIOLoopBound<GnuTLSHandler>)
+        do {
+            connected = try await ClientBootstrap(group: group)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let handler = GnuTLSHandler(
                         session: try context.makeSession(serverName: name, resumptionData: resumptionData),
-                        handshakeTimeout: handshakeTimeout, shutdownTimeout: shutdownTimeout)
+                        handshakeTimeout: handshakeTimeout, shutdownTimeout: shutdownTimeout, logger: logger,
+                        metrics: metrics)
                     let (async, handshake) = try Self.wrap(channel, handler: handler)
                     return (async, handshake, NIOLoopBound(handler, eventLoop: channel.eventLoop))
                 }
             }
+        } catch {
+            // No TLS yet: the handler, which logs TLS failures, never saw this connection.
+            logger?.debug(
+                "TLS connect failed",
+                metadata: [
+                    "tls.peer": "\(host):\(port)", "tls.role": "client",
+                    "tls.error.kind": "\((error as? TLSError)?.kind.rawValue ?? "connect")",
+                    "tls.error.reason": "\(String(describing: error))",
+                ])
+            throw error
+        }
+        let (channel, handshake, handler) = connected
         return try await run(channel, handshake: handshake, handler: handler, body)
     }
 
-    /// Data with which a later ``connect(host:port:context:serverName:group:connectTimeout:handshakeTimeout:shutdownTimeout:resumptionData:_:)``
+    /// Data with which a later ``connect(host:port:context:serverName:group:connectTimeout:handshakeTimeout:shutdownTimeout:resumptionData:logger:metrics:_:)``
     /// can resume this session, or nil if the server has issued no ticket (yet: TLS 1.3 tickets arrive after the
     /// handshake, with the first data read). It holds the session's secrets: keep it like a key.
     public func resumptionData() async throws -> [UInt8]? {
@@ -97,7 +120,7 @@ public final class TLSConnection {
     static func run<Result>(
         _ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, handshake: EventLoopFuture<TLSHandshakeInfo>,
         handler: NIOLoopBound<GnuTLSHandler>? = nil, proxyHeader: EventLoopFuture<ProxyHeader>? = nil,
-        _ body: (TLSConnection) async throws -> Result
+        logger: Logger? = nil, _ body: (TLSConnection) async throws -> Result
     ) async throws -> Result {
         // A cancelled task closes the channel, which ends a handshake or a read that is waiting (waiting on a
         // future does not notice cancellation by itself).
@@ -107,7 +130,20 @@ public final class TLSConnection {
             var header: ProxyHeader?
             do {
                 // A refused PROXY header closes the channel, which fails the handshake too: report the header.
-                if let proxyHeader { header = try await proxyHeader.get() }
+                if let proxyHeader {
+                    do {
+                        header = try await proxyHeader.get()
+                    } catch {
+                        logger?.debug(
+                            "PROXY header refused",
+                            metadata: [
+                                "tls.peer": "\(underlying.remoteAddress.map { "\($0)" } ?? "unknown")",
+                                "tls.error.reason": "\(String(describing: error))",
+                            ])
+                        throw error
+                    }
+                }
+                // The handler logs a failed handshake itself.
                 info = try await handshake.get()
             } catch {
                 try? await channel.channel.close()
@@ -115,9 +151,21 @@ public final class TLSConnection {
             }
             // Writes go straight to the channel (see ``Writer``); the async channel supplies the inbound stream.
             return try await channel.executeThenClose { inbound, _ in
-                try await body(
-                    TLSConnection(
-                        channel: channel.channel, inbound: inbound, info: info, handler: handler, proxyHeader: header))
+                do {
+                    return try await body(
+                        TLSConnection(
+                            channel: channel.channel, inbound: inbound, info: info, handler: handler,
+                            proxyHeader: header))
+                } catch {
+                    logger?.debug(
+                        "TLS connection handler failed",
+                        metadata: [
+                            "tls.peer": "\(underlying.remoteAddress.map { "\($0)" } ?? "unknown")",
+                            "tls.error.kind": "\((error as? TLSError)?.kind.rawValue ?? "other")",
+                            "tls.error.reason": "\(String(describing: error))",
+                        ])
+                    throw error
+                }
             }
         } onCancel: {
             underlying.close(promise: nil)

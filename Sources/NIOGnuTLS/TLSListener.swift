@@ -1,4 +1,5 @@
 import GnuTLS
+import Logging
 import NIOCore
 import NIOPosix
 
@@ -25,13 +26,17 @@ public enum TLSListener {
     ///     ``ProxyProtocolHandler``): every connection must then start with one, within the handshake timeout,
     ///     and ``TLSConnection/proxyHeader`` holds it. A refused header fails the connection with its
     ///     `ProxyHeaderError`. Nil (the default): no header is expected.
+    ///   - logger: where failed connections are logged, at debug level: a failed handshake or TLS error by the
+    ///     ``GnuTLSHandler``, a refused PROXY header or an error thrown by `handler` by the listener. A
+    ///     connection that goes well logs nothing.
+    ///   - metrics: where handshakes and open connections are counted (see ``TLSMetrics``); nil counts nothing.
     ///   - handler: serves one connection; it is closed with close_notify when the closure returns.
     public static func listen(
         host: String, port: Int, context: TLSContext, handshakeTimeout: TimeAmount = .seconds(10),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         onListening: @Sendable (SocketAddress?) -> Void = { _ in },
         onFailure: @escaping @Sendable (any Error, SocketAddress?) -> Void = { _, _ in },
-        proxyProtocol: [IPNetwork]? = nil,
+        proxyProtocol: [IPNetwork]? = nil, logger: Logger? = nil, metrics: TLSMetrics? = nil,
         _ handler: @escaping @Sendable (TLSConnection) async throws -> Void
     ) async throws {
         typealias Accepted = (
@@ -51,7 +56,8 @@ public enum TLSListener {
                     let (async, handshake) = try TLSConnection.wrap(
                         channel,
                         handler: GnuTLSHandler(
-                            context: context, handshakeTimeout: handshakeTimeout, allowHalfClosure: true))
+                            context: context, handshakeTimeout: handshakeTimeout, allowHalfClosure: true,
+                            logger: logger, metrics: metrics))
                     return (async, handshake, header)
                 }
             }
@@ -62,7 +68,8 @@ public enum TLSListener {
                     group.addTask {
                         let peer = channel.channel.remoteAddress
                         do {
-                            try await TLSConnection.run(channel, handshake: handshake, proxyHeader: header, handler)
+                            try await TLSConnection.run(
+                                channel, handshake: handshake, proxyHeader: header, logger: logger, handler)
                         } catch {
                             onFailure(error, peer)
                         }

@@ -82,8 +82,11 @@ public func hostForDisplay(_ host: String) -> String {
 }
 
 /// Splits `HOST:PORT` (`[::1]:4443`, `localhost:4443`, `192.0.2.1:443`) as `openssl s_client -connect` takes
-/// it; nil, with the reason, when it is not of that form.
-public func splitHostAndPort(_ text: String) -> Result<(host: String, port: Int), HostPortError> {
+/// it; nil, with the reason, when it is not of that form. `allowingPortZero` accepts port 0 (any free port) for
+/// addresses to listen on.
+public func splitHostAndPort(
+    _ text: String, allowingPortZero: Bool = false
+) -> Result<(host: String, port: Int), HostPortError> {
     let host: Substring
     let rest: Substring
     if text.hasPrefix("[") {
@@ -100,8 +103,10 @@ public func splitHostAndPort(_ text: String) -> Result<(host: String, port: Int)
             return .failure(HostPortError(text, "write an IPv6 address in brackets, as [::1]:4443"))
         }
     }
-    guard rest.hasPrefix(":"), let port = Int(rest.dropFirst()), (1...65535).contains(port) else {
-        return .failure(HostPortError(text, "the port must be a number from 1 to 65535 after the last ':'"))
+    guard rest.hasPrefix(":"), let port = Int(rest.dropFirst()), ((allowingPortZero ? 0 : 1)...65535).contains(port)
+    else {
+        let lowest = allowingPortZero ? 0 : 1
+        return .failure(HostPortError(text, "the port must be a number from \(lowest) to 65535 after the last ':'"))
     }
     guard !host.isEmpty else { return .failure(HostPortError(text, "the host is empty")) }
     return .success((String(host), port))

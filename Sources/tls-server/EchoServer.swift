@@ -3,6 +3,7 @@ import Atomics
 import Glibc
 #endif
 import GnuTLS
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOGnuTLS
@@ -24,6 +25,10 @@ final class EchoServer: Sendable {
     let proxyFrom: [IPNetwork]?
     /// With --reuse-port, SO_REUSEPORT on the listening sockets.
     let reusePort: Bool
+    /// The library's log (--log-level): failed connections at debug.
+    let logger: Logger
+    /// With --metrics, where the handlers count handshakes and connections.
+    let metrics: TLSMetrics?
 
     private let listeners = NIOLockedValueBox<[any Channel]>([])
     /// Open connections, counted across event loops without a lock.
@@ -37,8 +42,10 @@ final class EchoServer: Sendable {
     init(
         contexts: ReloadableTLSContext, group: MultiThreadedEventLoopGroup, output: ConsoleOutput, stream: Bool, quiet: Bool,
         maxConnections: Int, idleTimeout: TimeAmount, handshakeTimeout: TimeAmount, proxyFrom: [IPNetwork]? = nil,
-        reusePort: Bool = false
+        reusePort: Bool = false, logger: Logger = Logger(label: "tls-server"), metrics: TLSMetrics? = nil
     ) {
+        self.logger = logger
+        self.metrics = metrics
         self.proxyFrom = proxyFrom
         self.reusePort = reusePort
         self.contexts = contexts
@@ -125,7 +132,7 @@ final class EchoServer: Sendable {
         try sync.addHandler(
             GnuTLSHandler(
                 context: contexts.current, handshakeTimeout: handshakeTimeout, shutdownTimeout: .seconds(3),
-                idleTimeout: idleTimeout, allowHalfClosure: true))
+                idleTimeout: idleTimeout, allowHalfClosure: true, logger: logger, metrics: metrics))
         try sync.addHandler(
             EchoHandler(
                 stream: stream, quiet: quiet, output: output, failures: failures, openConnections: openConnections,

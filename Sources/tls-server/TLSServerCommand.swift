@@ -2,10 +2,12 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import GnuTLS
+import Logging
 import NIOCore
 import NIOGnuTLS
 import NIOPosix
 import NIOConcurrencyHelpers
+import Prometheus
 import TLSCommandSupport
 
 /// tls-server: accepts TLS connections, prints each client's message and sends it back (the skeleton's protocol).
@@ -82,6 +84,21 @@ struct TLSServerCommand: ParsableCommand {
     var ticketKeyFile: String?
     @Option(help: "TLS 1.2 sessions kept for resumption by session ID (clients without tickets); 0 turns it off.")
     var sessionCache = 10_000
+    @Option(
+        help: ArgumentHelp(
+            "Serve metrics in the Prometheus text format at http://HOST:PORT/metrics (port 0: any free port).",
+            discussion: "Plain HTTP without authentication: keep it on loopback (127.0.0.1:9100) or a private "
+                + "network. Series: tls_handshakes_total{version,outcome}, tls_handshake_duration_seconds{version}, "
+                + "tls_handshake_failures_total{reason}, tls_connection_failures_total{reason}, "
+                + "tls_connections_open.",
+            valueName: "host:port"))
+    var metrics: String?
+    @Option(
+        help: ArgumentHelp(
+            "Level of the library's log messages, on standard error.",
+            discussion: "At debug, each failed connection is logged once with its details (tls.error.kind, "
+                + "tls.peer, ...). The per-connection lines on standard output are not affected."))
+    var logLevel: Logger.Level = .info
 
     enum ClientPolicy: String, ExpressibleByArgument, CaseIterable {
         case none, optional, required
@@ -124,6 +141,9 @@ struct TLSServerCommand: ParsableCommand {
             throw ValidationError("--session-cache must be 0 to 1000000 sessions, not \(sessionCache)")
         }
         if proxyFrom != nil && !proxyProtocol { throw ValidationError("--proxy-from needs --proxy-protocol") }
+        if let metrics, case .failure(let error) = splitHostAndPort(metrics, allowingPortZero: true) {
+            throw ValidationError("--metrics: \(error.description)")
+        }
         _ = try proxyNetworks()
     }
 
@@ -172,11 +192,29 @@ struct TLSServerCommand: ParsableCommand {
         let signals = TerminationSignals.block()
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads ?? System.coreCount)
+        var logger = Logger(label: "tls-server") { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = logLevel
+        let registry = metrics.map { _ in PrometheusCollectorRegistry() }
         let server = EchoServer(
             contexts: contexts, group: group, output: output, stream: stream, quiet: quiet,
             maxConnections: maxConnections, idleTimeout: .nanoseconds(Int64(idleTimeout * 1e9)),
             handshakeTimeout: .nanoseconds(Int64(handshakeTimeout * 1e9)), proxyFrom: try proxyNetworks(),
-            reusePort: reusePort)
+            reusePort: reusePort, logger: logger,
+            metrics: registry.map { TLSMetrics(factory: PrometheusMetricsFactory(registry: $0)) })
+        var metricsChannel: (any Channel)?
+        if let metrics, let registry, case .success(let address) = splitHostAndPort(metrics, allowingPortZero: true) {
+            do {
+                let channel = try MetricsServer.start(
+                    host: address.host, port: address.port, registry: registry, group: group)
+                metricsChannel = channel
+                let port = channel.localAddress?.port ?? address.port
+                output.line("tls-server: metrics at http://\(hostForDisplay(address.host)):\(port)/metrics")
+            } catch {
+                output.error("Error: cannot serve metrics on \(metrics): \(describe(error))")
+                try? group.syncShutdownGracefully()
+                throw ExitCode.failure
+            }
+        }
         do {
             let boundPort = try server.listen(host: host, port: port)
             output.line("tls-server: listening on \(host == "localhost" ? host : hostForDisplay(host)):\(boundPort)")
@@ -197,6 +235,7 @@ struct TLSServerCommand: ParsableCommand {
             }
         }
         output.line("tls-server: shutting down")
+        try? metricsChannel?.close().wait()
         server.shutdown()
     }
 
@@ -276,6 +315,8 @@ struct TLSServerCommand: ParsableCommand {
 }
 
 /// SIGINT, SIGTERM and SIGHUP, blocked in every thread and taken by the main thread with sigwait; SIGPIPE ignored.
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
 struct TerminationSignals {
     private var set = sigset_t()
 
