@@ -9,7 +9,7 @@ extension Channel {
     /// Before the handshake completes, the future waits for it. A channel without a ``GnuTLSHandler`` of its own
     /// is looked up through its parents, so an HTTP/2 stream channel answers with its connection's handshake.
     ///
-    /// - Returns: a future that fails with the handshake's error (a ``TLSError``) if the handshake fails while it
+    /// - Returns: a future that fails with the handshake's error (a `TLSError`) if the handshake fails while it
     ///   waits, or has failed and the channel is still closing; with `ChannelError.ioOnClosedChannel` once the
     ///   channel has closed (the handler has then left the pipeline, and its handshake's outcome with it: ask
     ///   early, for example in the channel initializer, to be sure of getting the handshake's error); and with

@@ -30,7 +30,7 @@ extension ChannelPipeline.SynchronousOperations {
     /// counterpart of swift-nio-ssl's `syncOperations.nioSSL_peerCertificate()`; async code uses
     /// `Channel/gnuTLSHandshakeInfo()`, which waits.
     ///
-    /// - Throws: the handshake's error if it failed (a ``TLSError``), `ChannelPipelineError.notFound` if the
+    /// - Throws: the handshake's error if it failed (a `TLSError`), `ChannelPipelineError.notFound` if the
     ///   pipeline has no ``GnuTLSHandler`` (it leaves the pipeline when the channel closes).
     public func gnuTLSHandshakeInfo() throws -> TLSHandshakeInfo? {
         try handler(type: GnuTLSHandler.self).handshakeResult?.get()

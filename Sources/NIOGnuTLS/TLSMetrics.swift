@@ -26,7 +26,7 @@ import NIOConcurrencyHelpers
 ///   handshake (truncated by the peer, an alert, bad records);
 /// - `tls_connections_open` (meter): connections whose handler is active, handshaking or not.
 ///
-/// `reason` is a ``TLSError/Kind`` raw value (`verification`, `timeout`, `alertReceived`, `truncated`, ...), or
+/// `reason` is a `TLSError.Kind` raw value (`verification`, `timeout`, `alertReceived`, `truncated`, ...), or
 /// `closed` for a handshake cut short by a close on our side without a TLS error (the server shutting down, a
 /// refused PROXY header). The dimensions are bounded on purpose: a server name, an address or an error's text
 /// would make one series per client, so those go to the log (see ``GnuTLSHandler``'s `logger:`), never here.
@@ -86,7 +86,7 @@ public final class TLSMetrics: Sendable {
         counter(Self.connectionFailuresLabel, [("reason", reason)]).increment()
     }
 
-    /// The `reason` of an error: its ``TLSError/Kind``, `other` for errors that are not `TLSError`s.
+    /// The `reason` of an error: its `TLSError.Kind`, `other` for errors that are not `TLSError`s.
     static func reason(_ error: any Error) -> String {
         (error as? TLSError)?.kind.rawValue ?? TLSError.Kind.other.rawValue
     }
