@@ -572,3 +572,13 @@ private func boundPort(of fd: Int32) -> Int {
     }
     return Int(UInt16(bigEndian: address.sin_port))
 }
+
+/// Runs `body` on a new thread and waits for it without holding a thread of the cooperative pool, for the parts of
+/// a test that must answer a server within its deadlines whatever the other suites are doing with the pool.
+func onThreadOfItsOwn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        let thread = Thread { continuation.resume(with: Result { try body() }) }
+        thread.start()
+    }
+}
+

@@ -576,44 +576,52 @@ struct CommandTests {
             "no handshake-timeout line:\n\(server.transcript)")
 
         // A client that completes its handshake (the library's sans-I/O session over a plain socket), then idles.
+        // It runs on a thread of its own: the server allows 1 s for the handshake, and the test's task could wait
+        // that long for a turn on the cooperative pool while the other suites' in-memory handshakes fill it.
         let idle = try RawTCPConnection(port: server.port)
         defer { idle.close() }
-        let context = try TLSContext(configuration: .client(trustRoots: .file(files.path("ca.crt"))))
-        let session = try context.makeSession(serverName: "localhost")
-        var complete = false
-        let handshakeDeadline = clock.now + .seconds(5)
-        while !complete && clock.now < handshakeDeadline {
-            complete = try session.handshake() == .complete
-            if session.hasPendingOutput { try idle.send(session.takePendingOutput()) }
-            if complete { break }
-            guard let bytes = idle.receiveAvailable() else { break }
-            if bytes.isEmpty { try await Task.sleep(for: .milliseconds(5)) } else { session.feed(bytes) }
-        }
-        #expect(complete, "the handshake did not complete:\n\(server.transcript)")
-        let idleStart = clock.now
-
-        // What arrives after the idle timeout is the server's close_notify, on a connection it keeps open for
-        // our answer (the TLS 1.3 session ticket may come first).
-        var plaintext: [UInt8] = []
-        var outcome = TLSSession.ReadResult.needsInput
-        let readDeadline = clock.now + .seconds(5)
-        while outcome != .closed && clock.now < readDeadline {
-            guard let bytes = idle.receiveAvailable() else { break }
-            if bytes.isEmpty {
-                try await Task.sleep(for: .milliseconds(5))
-                continue
+        let caFile = files.path("ca.crt")
+        let exchange = try await onThreadOfItsOwn { () throws -> IdleExchange in
+            let context = try TLSContext(configuration: .client(trustRoots: .file(caFile)))
+            let session = try context.makeSession(serverName: "localhost")
+            var complete = false
+            let handshakeDeadline = clock.now + .seconds(5)
+            while !complete && clock.now < handshakeDeadline {
+                complete = try session.handshake() == .complete
+                if session.hasPendingOutput { try idle.send(session.takePendingOutput()) }
+                if complete { break }
+                guard let bytes = idle.receiveAvailable() else { break }
+                if bytes.isEmpty { usleep(2_000) } else { session.feed(bytes) }
             }
-            session.feed(bytes)
-            outcome = try session.readAvailable(into: &plaintext)
+            guard complete else { return IdleExchange(complete: false) }
+            let idleStart = clock.now
+
+            // What arrives after the idle timeout is the server's close_notify, on a connection it keeps open for
+            // our answer (the TLS 1.3 session ticket may come first).
+            var exchange = IdleExchange(complete: true)
+            let readDeadline = clock.now + .seconds(5)
+            while exchange.outcome != .closed && clock.now < readDeadline {
+                guard let bytes = idle.receiveAvailable() else { break }
+                if bytes.isEmpty {
+                    usleep(2_000)
+                    continue
+                }
+                session.feed(bytes)
+                exchange.outcome = try session.readAvailable(into: &exchange.plaintext)
+            }
+            exchange.idleWait = clock.now - idleStart
+            // Our close_notify in answer.
+            try session.close()
+            try idle.send(session.takePendingOutput())
+            return exchange
         }
-        let idleWait = clock.now - idleStart
-        #expect(outcome == .closed, "no close_notify from the server after \(idleWait):\n\(server.transcript)")
-        #expect(plaintext.isEmpty)
+        #expect(exchange.complete, "the handshake did not complete:\n\(server.transcript)")
+        let idleWait = exchange.idleWait
+        #expect(exchange.outcome == .closed, "no close_notify from the server after \(idleWait):\n\(server.transcript)")
+        #expect(exchange.plaintext.isEmpty)
         #expect(idleWait >= .milliseconds(900) && idleWait < .seconds(3), "close_notify after \(idleWait)")
 
-        // Our close_notify in answer: the server closes at once, not after its 3 s shutdown timeout.
-        try session.close()
-        try idle.send(session.takePendingOutput())
+        // Our close_notify went in answer: the server closes at once, not after its 3 s shutdown timeout.
         let answerStart = clock.now
         #expect(try await idle.waitForPeerClose(timeout: .seconds(5)), "the idle connection was left open")
         #expect(clock.now - answerStart < .seconds(2), "closed \(clock.now - answerStart) after our close_notify")
@@ -863,4 +871,12 @@ func handshake(over connection: RawTCPConnection, trusting caFile: String) async
         if bytes.isEmpty { try await Task.sleep(for: .milliseconds(5)) } else { session.feed(bytes) }
     }
     throw HarnessError("the handshake did not complete")
+}
+
+/// What the idle client of `handshakeAndIdleDeadlines` saw.
+struct IdleExchange: Sendable {
+    var complete: Bool
+    var outcome = TLSSession.ReadResult.needsInput
+    var plaintext: [UInt8] = []
+    var idleWait: Duration = .zero
 }
