@@ -15,8 +15,10 @@ import Testing
 
     /// Client and server embedded channels, each with its own logger and metrics.
     final class Observed {
-        let client = EmbeddedChannel()
-        let server = EmbeddedChannel()
+        /// The channels and the byte pump, as the lifecycle tests use them.
+        let wires = EmbeddedPair()
+        var client: EmbeddedChannel { wires.client }
+        var server: EmbeddedChannel { wires.server }
         let clientLog = InMemoryLogHandler()
         let serverLog = InMemoryLogHandler()
         let clientMetrics = TestMetrics()
@@ -40,25 +42,8 @@ import Testing
             return logger
         }
 
-        func activate() throws {
-            try server.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
-            try client.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2)).wait()
-        }
-
-        func pump() throws {
-            for _ in 0..<100 {
-                var moved = false
-                while let buffer = try client.readOutbound(as: ByteBuffer.self) {
-                    moved = true
-                    if server.isActive { try server.writeInbound(buffer) }
-                }
-                while let buffer = try server.readOutbound(as: ByteBuffer.self) {
-                    moved = true
-                    if client.isActive { try client.writeInbound(buffer) }
-                }
-                if !moved { return }
-            }
-        }
+        func activate() throws { try wires.connect() }
+        func pump() throws { try wires.pump() }
     }
 
     @Test func aConnectionThatGoesWellLogsNothingAndIsCounted() throws {
