@@ -91,6 +91,55 @@ import Glibc
         #expect(try !resumes(underB, on: try serverContext(.bytes(Self.keyC), policy: policy), client: client))
     }
 
+    /// Whether `data` resumes on a session of `base` (a context with a selector) once the selector has chosen
+    /// `selected`: the chosen context's ticket keys, current and previous, decide; the handshake completes either
+    /// way.
+    func resumes(_ data: [UInt8], on base: TLSContext, selecting selected: TLSContext, client clientContext: TLSContext) throws -> Bool {
+        let pair = SessionPair(
+            client: try clientContext.makeSession(serverName: nil, resumptionData: data), server: try base.makeSession())
+        #expect(!pair.handshake(), "the server should wait for the selector")
+        #expect(pair.serverError == nil && pair.clientError == nil)
+        try pair.server.selectContext(selected)
+        #expect(pair.handshake(), "client: \(String(describing: pair.clientError)) server: \(String(describing: pair.serverError))")
+        #expect(pair.server.context === selected)
+        #expect(pair.client.isResumed == pair.server.isResumed)
+        _ = try pair.send(Array("ping".utf8), from: pair.client, to: pair.server)
+        return pair.server.isResumed
+    }
+
+    @Test(arguments: [TLSConfiguration.ProtocolPolicy.intermediate, tls12Only])
+    func withAContextSelectorTheChosenContextsPreviousKeyDecides(policy: TLSConfiguration.ProtocolPolicy) throws {
+        let client = try TLSContext(configuration: pki.clientConfiguration(policy: policy))
+        let (replaced, initial) = try reloadable(Self.keyA, policy: policy)
+        let underA = try ticket(from: replaced.current, client: client)
+        var changed = initial
+        changed.ticketKey = .bytes(Self.keyB)
+        try replaced.reload(configuration: changed)
+        let keepsA = replaced.current
+        #expect(keepsA.previousTicketKey != nil)
+
+        // The starting context has another key and no previous one; the selector chooses the context that
+        // keeps key A: the ticket made under A resumes.
+        var selecting = pki.serverConfiguration(policy: policy)
+        selecting.ticketKey = .bytes(Self.keyC)
+        selecting.contextSelector = .callback { _, answer in answer(.success(nil)) }
+        let base = try TLSContext(configuration: selecting)
+        #expect(try resumes(underA, on: base, selecting: keepsA, client: client), "chosen context keeps key A")
+
+        // The other way round: the starting context keeps key A, the chosen one has key B alone: a full
+        // handshake, no error.
+        var keepingSelector = changed
+        keepingSelector.contextSelector = .callback { _, answer in answer(.success(nil)) }
+        let (reloadableBase, _) = try reloadable(Self.keyA, policy: policy)
+        try reloadableBase.reload(configuration: keepingSelector)
+        #expect(reloadableBase.current.previousTicketKey != nil)
+        let onlyB = try serverContext(.bytes(Self.keyB), policy: policy)
+        #expect(try !resumes(underA, on: reloadableBase.current, selecting: onlyB, client: client), "chosen context lacks key A")
+        // And a ticket under B resumes on it.
+        let underB = try ticket(from: onlyB, client: client)
+        #expect(try resumes(underB, on: reloadableBase.current, selecting: onlyB, client: client), "chosen context has key B")
+    }
+
     @Test func thePreviousKeyIsKeptForOneRotationPeriodAndMatchesOnlyItsOwnNames() throws {
         let key = SessionTicketKey(bytes: Self.keyA)
         let other = SessionTicketKey(bytes: Self.keyB)
