@@ -507,7 +507,7 @@ public final class TLSSession {
         func refuse(_ reason: VerificationFailure.Reason, chain: [Certificate]) -> Int32 {
             let failure = VerificationFailure(
                 reasons: [reason], checkedName: peerVerification?.name,
-                certificateNames: chain.first?.names ?? [], status: 0)
+                certificateNames: chain.first?.names ?? [], status: 0, chain: chain)
             callbackFailure = TLSError(
                 kind: .verification, code: GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR,
                 codeName: TLSError.name(of: GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR),

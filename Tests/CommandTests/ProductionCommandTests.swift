@@ -255,6 +255,57 @@ struct ProductionCommandTests {
             mentioning: ["OCSP response file '\(revoked)' says the certificate was revoked on "])
     }
 
+    @Test("SIGHUP rereads --ocsp-response and --cafile: a renewed certificate is served with its new staple, a response for another certificate is refused with the reason, and a new client CA is trusted")
+    func reloadRereadsStapleAndClientTrust() async throws {
+        let files = try TestFiles()
+        let ca = try filesCA(files)
+        func replace(_ name: String, with source: String) throws {
+            try Data(contentsOf: URL(fileURLWithPath: source)).write(to: URL(fileURLWithPath: files.path(name)), options: .atomic)
+        }
+        let leaf = try Certificate.load(file: files.path("server.crt"))[0]
+        let firstResponse = try await makeOCSPResponse(for: leaf, named: "first", in: files)
+        try replace("live.ocsp", with: firstResponse)
+        try replace("client-ca.crt", with: files.path("ca.crt"))
+        let server = try await ServerProcess.start(
+            files.serverArguments() + ["--ocsp-response", files.path("live.ocsp"), "--verify-client", "optional",
+                                       "--cafile", files.path("client-ca.crt")])
+        defer { server.kill() }
+        func reloads() -> [String] { server.lines.filter { $0.hasPrefix("tls-server: reload") } }
+        func reload(expecting count: Int) async throws -> String? {
+            server.send(SIGHUP)
+            _ = try await eventually(within: .seconds(10)) { reloads().count == count }
+            return reloads().count == count ? reloads().last : nil
+        }
+        let before = try await runClient(port: server.port, files: files, ["--ocsp", "--verbose"])
+        expectSuccessfulExchange(before)
+        #expect(leafKeyHash(before) == leaf.publicKeySHA256Hex, "\(before)")
+        let stranger = ["--cert", files.path("other-client.crt"), "--key", files.path("other-client.key")]
+        #expect(try await runClient(port: server.port, files: files, stranger).status == 1)
+
+        // Renewal: a new certificate and key, the response for it, and the other CA for client certificates.
+        let renewed = try ca.issue(commonName: "localhost", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1", "::1"])
+        try write(renewed, as: "server", in: files)
+        try replace("live.ocsp", with: try await makeOCSPResponse(for: renewed.certificate, named: "renewed", in: files))
+        try replace("client-ca.crt", with: files.path("other-ca.crt"))
+        #expect(try await reload(expecting: 1) == "tls-server: reloaded 1 certificate", "\(server.transcript)")
+        let after = try await runClient(port: server.port, files: files, ["--ocsp", "--verbose"])
+        expectSuccessfulExchange(after)
+        #expect(leafKeyHash(after) == renewed.certificate.publicKeySHA256Hex, "\(after)")
+        #expect(after.errorLines.contains { $0.hasPrefix("OCSP staple: good (produced ") }, "\(after)")
+        expectSuccessfulExchange(try await runClient(port: server.port, files: files, stranger))
+
+        // The old certificate's response where the renewed one's belongs: refused, the renewed staple stays.
+        try replace("live.ocsp", with: firstResponse)
+        #expect(
+            try await reload(expecting: 2)
+                == "tls-server: reload failed: OCSP response file '\(files.path("live.ocsp"))' is for another certificate, "
+                + "not for the one it is to be stapled to; keeping the previous certificates",
+            "\(server.transcript)")
+        let kept = try await runClient(port: server.port, files: files, ["--ocsp", "--verbose"])
+        expectSuccessfulExchange(kept)
+        #expect(leafKeyHash(kept) == renewed.certificate.publicKeySHA256Hex, "\(kept)")
+    }
+
     @Test("Pinning: the right pin passes, a wrong one fails naming both hashes, and a pin does not bypass verification")
     func publicKeyPinning() async throws {
         let files = try TestFiles()
@@ -270,6 +321,12 @@ struct ProductionCommandTests {
         expectClientFailure(
             try await runClient(port: server.port, files: files, ["--pinnedpubkey", wrong]),
             mentioning: ["certificate's public key \(right) is not pinned (expected \(wrong))"])
+        // --verbose shows the refused chain, as it does for a chain GnuTLS refuses.
+        let shown = try await runClient(port: server.port, files: files, ["--pinnedpubkey", wrong, "--verbose"])
+        #expect(shown.status == 1, "\(shown)")
+        #expect(shown.errorLines.first == "Refused certificate chain from localhost:\(server.port):", "\(shown)")
+        #expect(leafKeyHash(shown) == leaf.publicKeySHA256Hex, "\(shown)")
+        #expect(shown.errorLines.last?.hasSuffix("is not pinned (expected \(wrong))") == true, "\(shown)")
         // The right pin, but no --cafile: the chain is still checked, and it is not trusted.
         expectClientFailure(
             try await runClient(port: server.port, files: files, trust: false, ["--pinnedpubkey", right]),

@@ -123,6 +123,7 @@ import Testing
         #expect(error.verification?.reasons == [.ocspStapleMissing(certificateRequiresIt: false)])
         #expect(error.reason == "handshake failed: the server's certificate was refused: no valid stapled OCSP response, and one is required")
         #expect(pair.client.stapledOCSPResponse == nil)
+        #expect(error.verification?.chain == pki.server.chain)
 
         // Without the requirement the same server is fine.
         let relaxed = try SessionPair(client: client(version: version), server: server(pki.server, ocsp: nil, version: version))

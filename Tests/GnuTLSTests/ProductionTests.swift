@@ -166,6 +166,8 @@ import Testing
         #expect(!bad.handshake())
         #expect(bad.clientError?.kind == .verification)
         #expect(bad.clientError?.verification?.reasons == [.publicKeyNotPinned(presented: right, expected: [wrong])])
+        // The refused chain comes with the failure, as for GnuTLS's own refusals (tls-client --verbose prints it).
+        #expect(bad.clientError?.verification?.chain == pki.server.chain)
         let reason = bad.clientError?.reason ?? ""
         #expect(reason.contains(right.description) && reason.contains(wrong.description), "\(reason)")
         #expect(bad.serverError?.alert == "Certificate is bad")

@@ -67,6 +67,17 @@ import Testing
         #expect(try SessionPair(client: client, server: pki.serverConfiguration()).handshake())
     }
 
+    @Test func additionalTrustRootsAddToTheSystemStore() throws {
+        // Python's load_verify_locations after create_default_context: the system's anchors stay, one is added.
+        let system = try TLSContext(configuration: .client(serverName: "localhost")).trustAnchorCount
+        #expect(system > 1)
+        var client = TLSConfiguration.client(serverName: "localhost")
+        #expect(!(try SessionPair(client: client, server: pki.serverConfiguration()).handshake()))
+        client.additionalTrustRoots = [.certificates([pki.ca.certificate])]
+        #expect(try TLSContext(configuration: client).trustAnchorCount == system + 1)
+        #expect(try SessionPair(client: client, server: pki.serverConfiguration()).handshake())
+    }
+
     @Test func keyLogGetsFiveTLS13SecretsWithTheClientRandom() throws {
         let lines = Mutex<[String]>([])
         var client = pki.clientConfiguration()
