@@ -694,6 +694,28 @@ struct CommandTests {
         #expect(!result.errorOutput.contains("Error"), "\(result)")
     }
 
+    @Test("A ClientHello several times the server's first receive buffer (2.5 KiB of ALPN) is read whole; data then flows both ways")
+    func largeClientHelloIsReadWhole() async throws {
+        // tls-server starts each connection with a 512-byte receive buffer (an idle connection keeps it): a larger
+        // hello takes several reads, and the protocol the server picks is the last one offered, at its end.
+        let files = try TestFiles()
+        let offered = (0..<12).map { index in String(repeating: Character(String(UnicodeScalar(UInt8(97 + index)))), count: 200) }
+        let server = try await ServerProcess.start(
+            files.serverArguments() + ["--stream", "--alpn", offered[11]], directory: files.url)
+        defer { server.kill() }
+
+        let details = try await runClient(port: server.port, files: files, ["--verbose", "--alpn", offered.joined(separator: ",")])
+        #expect(details.status == 0, "\(details)")
+        #expect(details.output.split(separator: "\n").contains("ALPN: \(offered[11])"[...]), "\(details)")
+
+        let input = pseudoRandomBytes(count: 256 << 10, seed: 7)
+        let result = try await runClient(
+            port: server.port, files: files, ["--stream", "--alpn", offered.joined(separator: ",")], input: input,
+            timeout: .seconds(60))
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout == input, "received \(result.stdout.count) of \(input.count) bytes, or different ones")
+    }
+
     // MARK: 11. Mutual TLS
 
     @Test("--verify-client required: a client certificate from the CA gets in, no certificate does not")
