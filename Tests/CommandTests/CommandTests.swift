@@ -694,7 +694,7 @@ struct CommandTests {
         #expect(!result.errorOutput.contains("Error"), "\(result)")
     }
 
-    @Test("A ClientHello twice the server's first receive buffer (FFDHE4096 key share, 8 ALPN names) is read whole; data then flows both ways")
+    @Test("A ClientHello twice tls-server's first receive buffer is read whole; data then flows both ways")
     func largeClientHelloIsReadWhole() async throws {
         // tls-server starts each connection with a 512-byte receive buffer (an idle connection keeps it): a hello of
         // about 1 KiB takes more than one read, and the protocol the server picks is the last one offered.
