@@ -694,6 +694,31 @@ struct CommandTests {
         #expect(!result.errorOutput.contains("Error"), "\(result)")
     }
 
+    @Test("A ClientHello twice tls-server's first receive buffer is read whole; data then flows both ways")
+    func largeClientHelloIsReadWhole() async throws {
+        // tls-server starts each connection with a 512-byte receive buffer (an idle connection keeps it): a hello of
+        // about 1 KiB takes more than one read, and the protocol the server picks is the last one offered.
+        let files = try TestFiles()
+        let offered = (0..<8).map { index in String(repeating: Character(UnicodeScalar(UInt8(97 + index))), count: 31) }
+        let server = try await ServerProcess.start(
+            files.serverArguments() + ["--stream", "--alpn", offered[7]], directory: files.url)
+        defer { server.kill() }
+        let client = [
+            "--alpn", offered.joined(separator: ","),
+            "--priority", "NORMAL:-VERS-ALL:+VERS-TLS1.3:-GROUP-ALL:+GROUP-FFDHE4096:+GROUP-X25519",
+        ]
+
+        let details = try await runClient(port: server.port, files: files, client + ["--verbose"])
+        #expect(details.status == 0, "\(details)")
+        #expect(details.output.split(separator: "\n").contains("ALPN: \(offered[7])"[...]), "\(details)")
+
+        let input = pseudoRandomBytes(count: 256 << 10, seed: 7)
+        let result = try await runClient(
+            port: server.port, files: files, client + ["--stream"], input: input, timeout: .seconds(60))
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout == input, "received \(result.stdout.count) of \(input.count) bytes, or different ones")
+    }
+
     // MARK: 11. Mutual TLS
 
     @Test("--verify-client required: a client certificate from the CA gets in, no certificate does not")

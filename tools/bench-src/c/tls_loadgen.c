@@ -34,6 +34,10 @@
 
 #include <gnutls/gnutls.h>
 
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
 #define CONN_TIMEOUT_NS (10ull * 1000000000ull) /* per connection (echo) / per handshake (idle) */
 #define SCAN_INTERVAL_NS (100ull * 1000000ull)
 #define MAX_EVENTS 256
@@ -64,6 +68,10 @@ static enum mode mode = M_ECHO;
 static const char *host = "127.0.0.1", *sni = "localhost", *priority_opt = NULL;
 static long port = -1;
 static long concurrency = 1;
+/* --sources N: spread connections over the source addresses 127.0.0.1 .. 127.0.0.N (IPv4 only), since one
+ * (source, destination) address pair has only the ephemeral port range (about 28k ports by default). */
+static long source_count = 1;
+static unsigned long long opened_sockets = 0;
 static long long count = 0;
 static double duration = 0;
 static const char *message = "Hello from client!";
@@ -163,6 +171,17 @@ static int open_session(gnutls_session_t *out, int *connecting) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     *connecting = 0;
+    if (source_count > 1) {
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        src.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)(opened_sockets++ % (unsigned long long)source_count));
+        /* The port is chosen at connect, for the whole 4-tuple: each source address gets the full range. */
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
+            note_error("bind source: %s", strerror(errno));
+            close(fd);
+            return -1;
+        }
+    }
     if (connect(fd, (struct sockaddr *)&addr, addrlen) < 0) {
         if (errno != EINPROGRESS) {
             note_error("connect: %s", strerror(errno));
@@ -683,6 +702,8 @@ static void usage(FILE *f) {
         "                       newest (a TLS 1.3 ticket, a TLS 1.2 ticket) for the next ones, write it back to\n"
         "                       FILE at the end; the JSON then starts with \"resumed\" (connections resumed)\n"
         "  --concurrency C      connections in flight (echo) or held (idle); default 1\n"
+        "  --sources N          bind connections to 127.0.0.1 .. 127.0.0.N in turn (IPv4; more than one\n"
+        "                       source/destination pair's ~28k ephemeral ports, e.g. 100,000 idle)\n"
         "  --count N            echo: connections to start (0 = no limit)\n"
         "  --duration S         echo: stop starting after S seconds; idle: hold time; bulk: overall cap\n"
         "  --message TEXT       default 'Hello from client!'\n"
@@ -737,6 +758,7 @@ int main(int argc, char **argv) {
             else die("bad --mode %s", v);
         }
         else if (!strcmp(a, "--concurrency")) { NEEDV(); concurrency = strtol(v, &end, 10); }
+        else if (!strcmp(a, "--sources")) { NEEDV(); source_count = strtol(v, &end, 10); }
         else if (!strcmp(a, "--count")) { NEEDV(); count = strtoll(v, &end, 10); count_given = 1; }
         else if (!strcmp(a, "--duration")) { NEEDV(); duration = strtod(v, &end); }
         else if (!strcmp(a, "--message")) { NEEDV(); message = v; }
@@ -758,6 +780,7 @@ int main(int argc, char **argv) {
     if (port <= 0 || port > 65535) die("--port 1..65535 is required");
     if (concurrency < 1 || concurrency > 1000000) die("bad --concurrency");
     if (count < 0 || duration < 0) die("bad --count or --duration");
+    if (source_count < 1 || source_count > 254) die("bad --sources (1..254)");
     if (mode == M_ECHO && !count_given && duration == 0) count = 1000;
     if (mode == M_ECHO && count == 0 && duration == 0) die("--count 0 needs a --duration");
     if (bulk_bytes == 0) die("bad --bytes");
@@ -771,6 +794,8 @@ int main(int argc, char **argv) {
         a4->sin_family = AF_INET;
         a4->sin_port = htons((uint16_t)port);
         addrlen = sizeof *a4;
+    } else if (source_count > 1) {
+        die("--sources needs an IPv4 --host");
     } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
         a6->sin6_family = AF_INET6;
         a6->sin6_port = htons((uint16_t)port);
