@@ -6,6 +6,8 @@
  *         the expected reply is complete, bye (SHUT_WR, without waiting for the server's), close.
  *   bulk  one connection; stream --bytes of a deterministic pattern, verifying the echo as it comes back.
  *   idle  open --concurrency connections, complete their handshakes, hold them until stdin EOF/--duration.
+ *   http  like echo, with one HTTP/1.1 request per connection (ALPN http/1.1, GET --path, Connection: close):
+ *         a connection counts when the response is complete (status 200, Content-Length bytes of body).
  *
  * It does NOT verify the server's certificate chain or name (no gnutls_session_set_verify_cert): it is a
  * load generator, not a client. GnuTLS still verifies the server's handshake signature, which cannot be
@@ -26,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -50,7 +53,9 @@
 #define BULK_STALL_NS (10ull * 1000000000ull)
 #define PATTERN_LEN 65521u        /* prime, so the pattern does not line up with records */
 
-enum mode { M_ECHO, M_BULK, M_IDLE };
+#define HTTP_HEAD_MAX 2048         /* http mode: the response head must fit in this */
+
+enum mode { M_ECHO, M_BULK, M_IDLE, M_HTTP };
 enum state { S_FREE, S_CONNECTING, S_HANDSHAKE, S_SEND, S_RECV, S_BYE, S_HELD };
 
 struct lconn { /* ~40 bytes plus the GnuTLS session */
@@ -58,7 +63,8 @@ struct lconn { /* ~40 bytes plus the GnuTLS session */
     uint64_t t_start;
     int fd;
     uint32_t gen;
-    uint32_t pos;    /* bytes sent (S_SEND) or reply bytes matched (S_RECV) */
+    uint32_t pos;    /* bytes sent (S_SEND), reply bytes matched (S_RECV) or response head bytes (http) */
+    int32_t body_left; /* http mode: body bytes still to come, -1 until the head is complete */
     uint32_t events; /* current epoll interest */
     uint8_t state;
 };
@@ -79,6 +85,8 @@ static int line_mode = 0, expect_reverse = 0;
 static const char *tls_opt = "any";
 static unsigned long long bulk_bytes = 256ull << 20;
 static const char *resume_file = NULL; /* --resume FILE: offer saved session data, keep the newest */
+static const char *http_path = "/";    /* http mode: the request's path */
+static char *http_heads;                /* http mode: HTTP_HEAD_MAX bytes per slot, the response head so far */
 
 /* resumption (echo mode with --resume) */
 static gnutls_datum_t saved_session; /* the newest session data, offered by every new connection */
@@ -208,6 +216,15 @@ static int open_session(gnutls_session_t *out, int *connecting) {
         close(fd);
         return -1;
     }
+    if (mode == M_HTTP) {
+        gnutls_datum_t alpn = {(unsigned char *)"http/1.1", 8};
+        if ((rc = gnutls_alpn_set_protocols(s, &alpn, 1, 0)) < 0) {
+            note_error("gnutls_alpn_set_protocols: %s", gnutls_strerror(rc));
+            gnutls_deinit(s);
+            close(fd);
+            return -1;
+        }
+    }
     /* No gnutls_session_set_verify_cert: the chain is deliberately not verified (see --help). */
     gnutls_transport_set_int(s, fd);
     *out = s;
@@ -291,6 +308,43 @@ static void record_latency(uint64_t ns) {
     lat[lat_len++] = ns;
 }
 
+/* http mode: takes n more response bytes; returns 1 when the response is complete and good, 0 when more is
+   needed, -1 (after fail()) when it is not a 200 with a Content-Length body of the announced size. */
+static int http_feed(struct lconn *c, const unsigned char *data, size_t n) {
+    if (c->body_left < 0) {
+        char *head = http_heads + (size_t)(c - slots) * HTTP_HEAD_MAX;
+        size_t room = HTTP_HEAD_MAX - 1 - c->pos, take = n < room ? n : room;
+        memcpy(head + c->pos, data, take);
+        c->pos += (uint32_t)take;
+        head[c->pos] = 0;
+        char *end = strstr(head, "\r\n\r\n");
+        if (!end) {
+            if (c->pos == HTTP_HEAD_MAX - 1) { fail(c, "response head longer than %d bytes", HTTP_HEAD_MAX); return -1; }
+            return 0;
+        }
+        if (strncmp(head, "HTTP/1.1 200 ", 13) != 0) {
+            char line[64];
+            snprintf(line, sizeof line, "%.*s", (int)strcspn(head, "\r\n"), head);
+            fail(c, "status: %s", line);
+            return -1;
+        }
+        long length = -1;
+        for (char *h = strstr(head, "\r\n"); h && h < end; h = strstr(h + 2, "\r\n"))
+            if (strncasecmp(h + 2, "content-length:", 15) == 0) length = strtol(h + 17, NULL, 10);
+        if (length < 0 || length > (1 << 30)) { fail(c, "no Content-Length in the response"); return -1; }
+        size_t head_len = (size_t)(end + 4 - head);
+        size_t body_here = c->pos - head_len;           /* body bytes among those copied into head */
+        size_t beyond = n - take;                        /* bytes of this read not copied (head buffer full) */
+        c->body_left = (int32_t)length;
+        if (body_here + beyond > (size_t)c->body_left) { fail(c, "more bytes than Content-Length"); return -1; }
+        c->body_left -= (int32_t)(body_here + beyond);
+    } else {
+        if (n > (size_t)c->body_left) { fail(c, "more bytes than Content-Length"); return -1; }
+        c->body_left -= (int32_t)n;
+    }
+    return c->body_left == 0;
+}
+
 static void drive(struct lconn *c) {
     for (int step = 0; step < MAX_STEPS; step++) {
         switch (c->state) {
@@ -326,7 +380,7 @@ static void drive(struct lconn *c) {
             ssize_t n = gnutls_record_send(c->session, sendbuf + c->pos, sendlen - c->pos);
             if (n > 0) {
                 c->pos += (uint32_t)n;
-                if (c->pos == sendlen) { c->state = S_RECV; c->pos = 0; }
+                if (c->pos == sendlen) { c->state = S_RECV; c->pos = 0; c->body_left = -1; }
                 continue;
             }
             if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) { wait_io(c); return; }
@@ -335,6 +389,16 @@ static void drive(struct lconn *c) {
         }
         case S_RECV: {
             ssize_t n = gnutls_record_recv(c->session, scratch, sizeof scratch);
+            if (n > 0 && mode == M_HTTP) {
+                int done = http_feed(c, scratch, (size_t)n);
+                if (done < 0) return;
+                if (done) {
+                    record_latency(now_ns() - c->t_start);
+                    ok_count++;
+                    c->state = S_BYE;
+                }
+                continue;
+            }
             if (n > 0) {
                 if (c->pos + (uint64_t)n > explen || memcmp(expected + c->pos, scratch, (size_t)n) != 0) {
                     fail(c, "reply mismatch after %u good bytes (got %zd more, expected %u in all)", c->pos, n,
@@ -350,6 +414,7 @@ static void drive(struct lconn *c) {
                 }
                 continue;
             }
+            if (n == 0 && mode == M_HTTP) { fail(c, "EOF before the end of the response"); return; }
             if (n == 0) { fail(c, "EOF after %u of %u reply bytes", c->pos, explen); return; }
             if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) { wait_io(c); return; }
             if (!gnutls_error_is_fatal((int)n)) continue;
@@ -426,6 +491,7 @@ static void setup_slots(void) {
         slots[i].fd = -1;
         free_slots[free_top++] = (int)i;
     }
+    if (mode == M_HTTP && !(http_heads = malloc((size_t)concurrency * HTTP_HEAD_MAX))) die("out of memory");
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) die("epoll_create1: %s", strerror(errno));
 }
@@ -479,7 +545,8 @@ static int run_echo(void) {
     } else {
         printf("{");
     }
-    printf("\"mode\":\"echo\",\"ok\":%lld,\"errors\":%lld,\"elapsed_s\":%.3f,\"rate\":%.1f,", ok_count, err_count,
+    printf("\"mode\":\"%s\",", mode == M_HTTP ? "http" : "echo");
+    printf("\"ok\":%lld,\"errors\":%lld,\"elapsed_s\":%.3f,\"rate\":%.1f,", ok_count, err_count,
            elapsed, elapsed > 0 ? (double)ok_count / elapsed : 0.0);
     if (lat_len) printf("\"p50_ms\":%.3f,\"p99_ms\":%.3f,", percentile_ms(0.50), percentile_ms(0.99));
     else printf("\"p50_ms\":null,\"p99_ms\":null,");
@@ -683,7 +750,7 @@ out:
 
 static void usage(FILE *f) {
     fprintf(f,
-        "usage: tls_loadgen --port P [--host 127.0.0.1] [--mode echo|bulk|idle] [options]\n"
+        "usage: tls_loadgen --port P [--host 127.0.0.1] [--mode echo|bulk|idle|http] [options]\n"
         "  --host ADDR          IPv4 or IPv6 literal (no name resolution); default 127.0.0.1\n"
         "  --sni NAME           server name sent (default localhost)\n"
         "  --mode echo          keep --concurrency connections in flight: connect, handshake, send the message,\n"
@@ -698,6 +765,10 @@ static void usage(FILE *f) {
         "  --mode idle          open --concurrency connections (128 handshakes at a time), print 'ready N' when\n"
         "                       all are up (or the final JSON at once if any failed), hold them until stdin EOF\n"
         "                       or --duration seconds (at most 3600), close, print {\"mode\":\"idle\",\"held\",\"errors\"}.\n"
+"  --mode http          like echo, but each connection offers ALPN http/1.1, sends one request (GET --path,\n"
+        "                       Host: --sni, Connection: close) and counts when the response is complete: status\n"
+        "                       200 and Content-Length bytes of body. Prints {\"mode\":\"http\",...} as echo does.\n"
+        "  --path PATH          http: the request's path (default /)\n"
         "  --resume FILE        echo: offer the session data in FILE (if any) on every connection, keep the\n"
         "                       newest (a TLS 1.3 ticket, a TLS 1.2 ticket) for the next ones, write it back to\n"
         "                       FILE at the end; the JSON then starts with \"resumed\" (connections resumed)\n"
@@ -755,6 +826,7 @@ int main(int argc, char **argv) {
             if (!strcmp(v, "echo")) mode = M_ECHO;
             else if (!strcmp(v, "bulk")) mode = M_BULK;
             else if (!strcmp(v, "idle")) mode = M_IDLE;
+            else if (!strcmp(v, "http")) mode = M_HTTP;
             else die("bad --mode %s", v);
         }
         else if (!strcmp(a, "--concurrency")) { NEEDV(); concurrency = strtol(v, &end, 10); }
@@ -764,6 +836,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--message")) { NEEDV(); message = v; }
         else if (!strcmp(a, "--line")) line_mode = 1;
         else if (!strcmp(a, "--resume")) { NEEDV(); resume_file = v; }
+        else if (!strcmp(a, "--path")) { NEEDV(); http_path = v; }
         else if (!strcmp(a, "--expect")) {
             NEEDV();
             if (!strcmp(v, "echo")) expect_reverse = 0;
@@ -781,8 +854,8 @@ int main(int argc, char **argv) {
     if (concurrency < 1 || concurrency > 1000000) die("bad --concurrency");
     if (count < 0 || duration < 0) die("bad --count or --duration");
     if (source_count < 1 || source_count > 254) die("bad --sources (1..254)");
-    if (mode == M_ECHO && !count_given && duration == 0) count = 1000;
-    if (mode == M_ECHO && count == 0 && duration == 0) die("--count 0 needs a --duration");
+    if ((mode == M_ECHO || mode == M_HTTP) && !count_given && duration == 0) count = 1000;
+    if ((mode == M_ECHO || mode == M_HTTP) && count == 0 && duration == 0) die("--count 0 needs a --duration");
     if (bulk_bytes == 0) die("bad --bytes");
     if (expect_reverse && !line_mode) die("--expect reverse needs --line (the server replies per line)");
     if (strlen(message) == 0 && !line_mode) die("empty --message");
@@ -819,13 +892,25 @@ int main(int argc, char **argv) {
     if ((rc = gnutls_priority_init(&prio, pstr, &err_pos)) < 0)
         die("bad priority string at '%s': %s", err_pos ? err_pos : "?", gnutls_strerror(rc));
     build_messages();
+    if (mode == M_HTTP) { /* the request replaces the message */
+        if (strlen(http_path) > 1024 || http_path[0] != '/') die("bad --path");
+        char request[1200];
+        int len = snprintf(request, sizeof request, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+                           http_path, sni);
+        if (len <= 0 || (size_t)len >= sizeof request) die("request too long");
+        free(sendbuf);
+        sendbuf = (unsigned char *)strdup(request);
+        if (!sendbuf) die("out of memory");
+        sendlen = (uint32_t)len;
+    }
 
     if (resume_file && mode != M_ECHO) die("--resume is for --mode echo");
     if (resume_file) load_session_file();
-    int status = mode == M_ECHO ? run_echo() : mode == M_BULK ? run_bulk() : run_idle();
+    int status = mode == M_ECHO || mode == M_HTTP ? run_echo() : mode == M_BULK ? run_bulk() : run_idle();
 
     free(slots);
     free(free_slots);
+    free(http_heads);
     free(lat);
     free(sendbuf);
     free(expected);
