@@ -70,6 +70,39 @@ public func unbracketed(_ host: String) -> String {
     host.hasPrefix("[") && host.hasSuffix("]") && host.count > 2 ? String(host.dropFirst().dropLast()) : host
 }
 
+/// Why `--host` cannot name a host as written, for a usage error (nil when it can): a bracket without its
+/// partner (`[::1`, `::1]`) would otherwise be looked up as a name and fail later with a puzzling message.
+public func hostSyntaxError(_ host: String) -> String? {
+    if host.isEmpty { return "--host is empty" }
+    let opens = host.hasPrefix("["), closes = host.hasSuffix("]")
+    let inner = opens && closes ? host.dropFirst().dropLast() : Substring(host)
+    if opens != closes || inner.isEmpty || inner.contains(where: { $0 == "[" || $0 == "]" }) {
+        return "--host '\(host)' is not a host: a bracket without its partner, or nothing in them "
+            + "(write ::1 or [::1])"
+    }
+    return nil
+}
+
+/// An error in words for an `Error:` line. `"\(error)"` of a Foundation error prints Swift type names
+/// (`CocoaError(code: FoundationEssentials.CocoaError.Code(rawValue: 516), ...)`); the system's own wording of
+/// the errno underneath says the same to a person.
+public func plainReason(_ error: any Error) -> String {
+    if let error = error as? TLSError { return error.reason }
+    if let error = error as? POSIXError { return String(cString: strerror(error.code.rawValue)) }
+    if let error = error as? CocoaError {
+        if let posix = error.userInfo["NSUnderlyingError"] as? POSIXError {
+            return String(cString: strerror(posix.code.rawValue))
+        }
+        switch error.code {
+        case .fileNoSuchFile, .fileReadNoSuchFile: return String(cString: strerror(ENOENT))
+        case .fileWriteFileExists: return String(cString: strerror(EEXIST))
+        case .fileReadNoPermission, .fileWriteNoPermission: return String(cString: strerror(EACCES))
+        default: return "file operation failed (Foundation error \(error.code.rawValue))"
+        }
+    }
+    return "\(error)"
+}
+
 /// Whether `text` is an IPv4 or IPv6 address literal (not sent as SNI).
 public func isIPAddressLiteral(_ text: String) -> Bool {
     var buffer = [UInt8](repeating: 0, count: 16)

@@ -63,10 +63,18 @@ struct HTTPSDemo: AsyncParsableCommand {
     }
 }
 #else
-/// Built without the Hummingbird trait: says how to get the real thing.
+import ArgumentParser
+
+/// Built without the Hummingbird trait: says how to get the real thing. A ParsableCommand even so, because
+/// `swift package generate-manual` runs every ArgumentParser product with --experimental-dump-help and stops at
+/// the first one whose output is not that JSON, which left tls-server, tls-client and tls-certs without man pages.
 @main
-enum HTTPSDemoWithoutTrait {
-    static func main() {
+struct HTTPSDemoWithoutTrait: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "https-demo",
+        abstract: "Needs the Hummingbird trait: swift build --traits Hummingbird (or run tools/https-demo).")
+
+    func run() {
         print("https-demo needs the Hummingbird trait: swift build --traits Hummingbird (or run tools/https-demo)")
     }
 }

@@ -71,7 +71,9 @@ extension TLSCerts {
             commandName: "issue",
             abstract: "Issue a leaf certificate: PREFIX.crt (leaf, then the CA) and PREFIX.key (mode 0600).")
 
-        @Option(help: "The CA: a path prefix (certs/ca for certs/ca.crt and certs/ca.key), or the .crt file's name.")
+        @Option(
+            help: "The CA: a path prefix (certs/ca for certs/ca.crt and certs/ca.key), or the .crt file's name.",
+            completion: .file())
         var ca: String
         @Option(help: "Path prefix of the files to write.") var out: String
         @Option(help: "The subject's common name.") var cn: String
@@ -94,6 +96,13 @@ extension TLSCerts {
                 try refuseOverwriting([out + ".crt", out + ".key"], force: force)
                 guard let caCertificate = try Certificate.load(file: caPrefix + ".crt").first else {
                     throw TLSError(kind: .configuration, reason: "'\(caPrefix).crt' holds no certificate")
+                }
+                // A leaf given as --ca would sign a chain that every verifier refuses.
+                guard caCertificate.isCertificateAuthority else {
+                    throw TLSError(
+                        kind: .configuration,
+                        reason: "'\(caPrefix).crt' is not a CA certificate (\(caCertificate.subject) cannot sign "
+                            + "others); give the CA made by tls-certs ca")
                 }
                 let authority = CertificateAuthority(
                     certificate: caCertificate, privateKey: try PrivateKey(file: caPrefix + ".key"))
@@ -146,7 +155,7 @@ extension TLSCerts {
 
 /// One `Error:` line on standard error, exit status 1.
 func fail(_ error: any Error) -> Never {
-    let reason = (error as? TLSError)?.reason ?? "\(error)"
+    let reason = plainReason(error)
     FileHandle.standardError.write(Data("Error: \(reason)\n".utf8))
     exit(1)
 }

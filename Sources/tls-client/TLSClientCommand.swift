@@ -24,19 +24,27 @@ struct TLSClientCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Server as HOST:PORT ('[::1]:4443'), as openssl s_client -connect; instead of --host/--port.", valueName: "host:port"))
     var connect: String?
     @Option(help: "What to send.") var message = "Hello from client!"
-    @Option(help: "PEM or DER trust anchors (replace the system trust store).") var cafile: String?
-    @Option(help: "A directory of CA files (PEM or DER, each file loaded), like -CApath (replaces the system store).")
+    @Option(help: "PEM or DER trust anchors (replace the system trust store).", completion: .file()) var cafile: String?
+    @Option(
+        help: "A directory of CA files (PEM or DER, each file loaded), like -CApath (replaces the system store).",
+        completion: .directory)
     var capath: String?
-    @Option(help: "Trust anchors added to the others (to the system store without --cafile/--capath; repeatable).")
+    @Option(
+        help: "Trust anchors added to the others (to the system store without --cafile/--capath; repeatable).",
+        completion: .file())
     var addCafile: [String] = []
-    @Option(help: "PEM or DER certificate revocation list; a revoked server certificate is refused (repeatable).")
+    @Option(
+        help: "PEM or DER certificate revocation list; a revoked server certificate is refused (repeatable).",
+        completion: .file())
     var crlfile: [String] = []
     @Option(help: "Most certificates the server's chain may hold, its leaf included (1 to 16; default 16).")
     var verifyDepth: Int?
-    @Option(help: "PEM client certificate chain for mutual TLS.") var cert: String?
-    @Option(help: "PEM private key for --cert.") var key: String?
+    @Option(help: "PEM client certificate chain for mutual TLS.", completion: .file()) var cert: String?
+    @Option(help: "PEM private key for --cert.", completion: .file()) var key: String?
     @Option(help: "Name sent as SNI and verified in the certificate (default: --host).") var servername: String?
-    @Option(help: ArgumentHelp(priorityHelp, valueName: "intermediate|modern|STRING"))
+    @Option(
+        help: ArgumentHelp(priorityHelp, valueName: "intermediate|modern|STRING"),
+        completion: .list(namedPolicies.map(\.name)))
     var priority: String?
     @Option(help: "Comma-separated ALPN protocols.") var alpn: String?
     @Flag(help: "INSECURE: skip certificate verification (anyone can impersonate the server).")
@@ -51,7 +59,8 @@ struct TLSClientCommand: AsyncParsableCommand {
     var showcerts = false
     @Option(
         help: ArgumentHelp(
-            "INSECURE: append the session secrets to FILE (NSS key log format, for Wireshark); warns.", valueName: "file"))
+            "INSECURE: append the session secrets to FILE (NSS key log format, for Wireshark); warns.", valueName: "file"),
+        completion: .file())
     var keylogfile: String?
     @Option(help: "Seconds to wait for the connection, handshake and response.") var timeout = 10
     @Option(
@@ -63,9 +72,13 @@ struct TLSClientCommand: AsyncParsableCommand {
     var keymatexport: String?
     @Option(help: "Bytes of keying material to export with --keymatexport.") var keymatexportlen = 20
 
-    @Option(help: "Save the session to this file after the exchange (mode 0600), to resume it with --sess-in.")
+    @Option(
+        help: "Save the session to this file after the exchange (mode 0600), to resume it with --sess-in.",
+        completion: .file())
     var sessOut: String?
-    @Option(help: "Offer the session saved in this file (--sess-out); --verbose says whether it was resumed.")
+    @Option(
+        help: "Offer the session saved in this file (--sess-out); --verbose says whether it was resumed.",
+        completion: .file())
     var sessIn: String?
 
     /// --host without brackets, or the host of --connect.
@@ -91,6 +104,7 @@ struct TLSClientCommand: AsyncParsableCommand {
             }
             if case .failure(let error) = splitHostAndPort(connect) { throw ValidationError("--connect \(error)") }
         }
+        if connect == nil, let problem = hostSyntaxError(host) { throw ValidationError(problem) }
         if let verifyDepth, !(1...16).contains(verifyDepth) {
             throw ValidationError("--verify-depth must be 1 to 16, not \(verifyDepth)")
         }

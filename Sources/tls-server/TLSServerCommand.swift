@@ -40,27 +40,38 @@ struct TLSServerCommand: ParsableCommand {
         help: ArgumentHelp(
             "PEM certificate chain, leaf first, or a pkcs11: URL (default: \(TLSServerCommand.defaultCertificate)).",
             discussion: "Repeat --cert and --key in pairs to serve several certificates: the one whose names match the "
-                + "client's SNI (and whose key suits its signature algorithms) is served, the first one otherwise."))
+                + "client's SNI (and whose key suits its signature algorithms) is served, the first one otherwise."),
+        completion: .file())
     var cert: [String] = []
     @Option(
         help: ArgumentHelp(
             "PEM private key for the --cert in the same position, or a pkcs11: URL (RFC 7512; the PIN in "
-                + "?pin-value= or ?pin-source=) (default: \(TLSServerCommand.defaultKey))."))
+                + "?pin-value= or ?pin-source=) (default: \(TLSServerCommand.defaultKey))."), completion: .file())
     var key: [String] = []
-    @Option(help: "DER OCSP response to staple for the --cert in the same position (repeatable; reread on SIGHUP).")
+    @Option(
+        help: "DER OCSP response to staple for the --cert in the same position (repeatable; reread on SIGHUP).",
+        completion: .file())
     var ocspResponse: [String] = []
-    @Option(help: "PEM or DER trust anchors for client certificates.") var cafile: String?
-    @Option(help: "A directory of CA files (PEM or DER, each file loaded) trusted for client certificates.")
+    @Option(help: "PEM or DER trust anchors for client certificates.", completion: .file()) var cafile: String?
+    @Option(
+        help: "A directory of CA files (PEM or DER, each file loaded) trusted for client certificates.",
+        completion: .directory)
     var capath: String?
-    @Option(help: "Trust anchors added to the others (to the system store without --cafile/--capath; repeatable).")
+    @Option(
+        help: "Trust anchors added to the others (to the system store without --cafile/--capath; repeatable).",
+        completion: .file())
     var addCafile: [String] = []
-    @Option(help: "PEM or DER certificate revocation list; a revoked client certificate is refused (repeatable).")
+    @Option(
+        help: "PEM or DER certificate revocation list; a revoked client certificate is refused (repeatable).",
+        completion: .file())
     var crlfile: [String] = []
     @Option(help: "Most certificates a client's chain may hold, its leaf included (1 to 16; default 16).")
     var verifyDepth: Int?
     @Option(help: "Client-certificate policy: none, optional (verified if sent) or required.")
     var verifyClient: ClientPolicy = .none
-    @Option(help: ArgumentHelp(priorityHelp, valueName: "intermediate|modern|STRING"))
+    @Option(
+        help: ArgumentHelp(priorityHelp, valueName: "intermediate|modern|STRING"),
+        completion: .list(namedPolicies.map(\.name)))
     var priority: String?
     @Option(help: "Comma-separated ALPN protocols.") var alpn: String?
     @Flag(help: "Echo every message until the client closes (default: one message, as the skeleton).")
@@ -69,7 +80,8 @@ struct TLSServerCommand: ParsableCommand {
     @Flag(help: "Start every line with the UTC time.") var timestamps = false
     @Option(
         help: ArgumentHelp(
-            "INSECURE: append the session secrets to FILE (NSS key log format, for Wireshark); warns.", valueName: "file"))
+            "INSECURE: append the session secrets to FILE (NSS key log format, for Wireshark); warns.", valueName: "file"),
+        completion: .file())
     var keylogfile: String?
     @Option(help: "Event-loop threads (default: one per core).") var threads: Int?
     @Option(help: "Most connections open at once; more are refused with a log line.") var maxConnections = 10_000
@@ -80,7 +92,9 @@ struct TLSServerCommand: ParsableCommand {
     @Option(help: "Comma-separated networks (CIDR) allowed to send the PROXY header (default: loopback only).")
     var proxyFrom: String?
     @Flag(help: "Set SO_REUSEPORT, so that several processes can listen on the same port.") var reusePort = false
-    @Option(help: "Session-ticket master key file shared by several instances (make one: tls-certs ticket-key --out FILE).")
+    @Option(
+        help: "Session-ticket master key file shared by several instances (make one: tls-certs ticket-key --out FILE).",
+        completion: .file())
     var ticketKeyFile: String?
     @Option(help: "TLS 1.2 sessions kept for resumption by session ID (clients without tickets); 0 turns it off.")
     var sessionCache = 10_000
@@ -110,6 +124,7 @@ struct TLSServerCommand: ParsableCommand {
     var keys: [String] { key.isEmpty ? [Self.defaultKey] : key }
 
     func validate() throws {
+        if let problem = hostSyntaxError(host) { throw ValidationError(problem) }
         guard cert.count == key.count else {
             throw ValidationError(
                 "--cert and --key go in pairs: \(cert.count) --cert and \(key.count) --key given")
@@ -301,7 +316,7 @@ struct TLSServerCommand: ParsableCommand {
         do {
             try manager.createDirectory(atPath: folder, withIntermediateDirectories: true)
         } catch {
-            throw TLSError(kind: .configuration, reason: "cannot create '\(folder)': \(error)")
+            throw TLSError(kind: .configuration, reason: "cannot create '\(folder)': \(plainReason(error))")
         }
         let ca = try CertificateAuthority.generate()
         let issued = try ca.issue(commonName: "localhost", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1", "::1"])

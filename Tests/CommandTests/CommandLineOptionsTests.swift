@@ -420,6 +420,17 @@ struct CommandLineOptionsTests {
                 == "Error: --connect '::1:\(server.port)' is not HOST:PORT: write an IPv6 address in brackets, as [::1]:4443",
             "\(unbracketed)")
 
+        // A bracket without its partner is a usage error, not a host name looked up and not found.
+        for (tool, host) in [("tls-client", "[::1"), ("tls-server", "::1]"), ("tls-client", "[]")] {
+            let unbalanced = try await runTool(tool, ["--host", host, "--port", "1"])
+            #expect(unbalanced.status == 64, "\(unbalanced)")
+            #expect(
+                unbalanced.errorLines.first
+                    == "Error: --host '\(host)' is not a host: a bracket without its partner, or nothing in them "
+                    + "(write ::1 or [::1])",
+                "\(unbalanced)")
+        }
+
         let both = try await runTool("tls-client", ["--connect", "localhost:1", "--port", "2"])
         #expect(both.status == 64, "\(both)")
         #expect(both.errorLines.first == "Error: --connect names the host and port; leave out --host and --port", "\(both)")
@@ -435,6 +446,15 @@ struct CommandLineOptionsTests {
         let server = try await runTool("tls-server", files.serverArguments() + ["--host", "nosuch.invalid"])
         expectStartupFailure(server, mentioning: ["Error: cannot listen on nosuch.invalid:0: cannot resolve the host name 'nosuch.invalid'"])
         #expect(!server.errorOutput.contains("SocketAddressError"), "\(server)")
+    }
+
+    @Test("A file where tls-server makes certs/: the error in the system's words, with no Swift type name")
+    func developmentFolderIsAFile() async throws {
+        let folder = try TemporaryDirectory()
+        try Data().write(to: folder.url.appendingPathComponent("certs"))
+        let server = try await runTool("tls-server", ["--port", "0"], directory: folder.url)
+        #expect(server.status == 1, "\(server)")
+        #expect(server.errorLines == ["Error: cannot create 'certs': File exists"], "\(server)")
     }
 
     // MARK: Versions, usage errors
@@ -483,6 +503,18 @@ struct CommandLineOptionsTests {
         #expect(reissue.status == 1, "\(reissue)")
         #expect(reissue.errorOutput.contains("already exist; give --force"), "\(reissue)")
         #expect(try await runTool("tls-certs", ["issue", "--ca", ca, "--out", leaf, "--cn", "x", "--force"]).status == 0)
+
+        // A leaf is not a CA: signing with it would make a chain every verifier refuses.
+        let byLeaf = try await runTool("tls-certs", ["issue", "--ca", leaf, "--out", folder.path("l2"), "--cn", "y"])
+        #expect(byLeaf.status == 1, "\(byLeaf)")
+        #expect(
+            byLeaf.errorLines
+                == [
+                    "Error: '\(leaf).crt' is not a CA certificate (CN=x cannot sign others); give the CA made by "
+                        + "tls-certs ca"
+                ],
+            "\(byLeaf)")
+        #expect(!FileManager.default.fileExists(atPath: folder.path("l2.crt")))
 
         let replaced = try await runTool("tls-certs", ["ca", "--out", ca, "--force"])
         #expect(replaced.status == 0, "\(replaced)")
