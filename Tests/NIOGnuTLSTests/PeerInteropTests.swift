@@ -172,32 +172,6 @@ struct PeerInteropTests {
         }
     }
 
-    @Test("Keying material exported on the server equals openssl s_client -keymatexport's", arguments: ["-tls1_3", "-tls1_2"])
-    func serverExportMatchesOpenSSLClient(version: String) async throws {
-        let files = try Files(pki)
-        let exported = AsyncStream.makeStream(of: [UInt8].self)
-        let handler: @Sendable (TLSConnection) async throws -> Void = { connection in
-            exported.continuation.yield(try await connection.exportKeyingMaterial(label: "EXPORTER-swift-gnutls", count: 32))
-            // Open until the client closes: s_client exports after its handshake, and prints "Error" instead when
-            // the server has closed by then.
-            while let chunk = try await connection.read() { try await connection.write(chunk) }
-        }
-        try await withListener(try TLSContext(configuration: .server(identity: .certificates(pki.server.chain, privateKey: pki.server.privateKey))), handler: handler) { port in
-            let openssl = try await runPeer(
-                "openssl", package: "openssl",
-                ["s_client", "-connect", "127.0.0.1:\(port)", "-servername", "localhost", "-CAfile", files.path("ca.crt"),
-                 version, "-keymatexport", "EXPORTER-swift-gnutls", "-keymatexportlen", "32"],
-                input: Data("hello\n".utf8))
-            var iterator = exported.stream.makeAsyncIterator()
-            let ours = try #require(await iterator.next())
-            #expect(ours.count == 32)
-            let theirs = openssl.output.split(separator: "\n")
-                .first { $0.hasPrefix("    Keying material: ") }
-                .map { $0.dropFirst("    Keying material: ".count).lowercased() }
-            #expect(theirs == ours.map { String(format: "%02x", $0) }.joined(), "\(openssl)")
-        }
-    }
-
     @Test("CA names in the certificate request: off, openssl s_client is told none; on, it lists the trusted CA", arguments: ["-tls1_3", "-tls1_2"])
     func certificateAuthorityNamesSeenByOpenSSL(version: String) async throws {
         let files = try Files(pki)
