@@ -710,7 +710,7 @@ struct CommandTests {
 
         let details = try await runClient(port: server.port, files: files, client + ["--verbose"])
         #expect(details.status == 0, "\(details)")
-        #expect(details.output.split(separator: "\n").contains("ALPN: \(offered[7])"[...]), "\(details)")
+        #expect(details.errorLines.contains("ALPN: \(offered[7])"), "\(details)")
 
         let input = pseudoRandomBytes(count: 256 << 10, seed: 7)
         let result = try await runClient(
