@@ -30,7 +30,7 @@ private func iso(_ date: Date) -> String {
 }
 
 @Suite("Options of issue 13: policies, trust, revocation, chains, key log, connection lines, hosts, versions",
-       .timeLimit(.minutes(2)))
+       .timeLimit(.minutes(5)))
 struct CommandLineOptionsTests {
 
     // MARK: Named policies
@@ -67,7 +67,7 @@ struct CommandLineOptionsTests {
             "Warning: --priority enables TLS 1.1 and TLS 1.0, deprecated and insecure (RFC 8996); "
             + "the default allows TLS 1.2 and 1.3 only"
         #expect(
-            try await eventually(within: .seconds(5)) { server.child.stderr.lines.contains(versionWarning) },
+            try await eventually(within: .seconds(30)) { server.child.stderr.lines.contains(versionWarning) },
             "\(server.transcript)")
 
         let result = try await runClient(port: server.port, files: files, ["--priority", "NORMAL"])

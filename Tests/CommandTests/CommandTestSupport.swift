@@ -248,7 +248,7 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// Waits up to `timeout` for `text` to appear on standard output. Returns whether it did.
-    func waitForOutput(_ text: String, timeout: Duration = .seconds(10)) async throws -> Bool {
+    func waitForOutput(_ text: String, timeout: Duration = .seconds(30)) async throws -> Bool {
         try await eventually(within: timeout) { stdout.text.contains(text) }
     }
 
@@ -298,7 +298,7 @@ struct ToolResult: Sendable, CustomStringConvertible {
 /// `timeout` is killed and the call throws, so no test waits forever.
 func runTool(
     _ tool: String, _ arguments: [String], directory: URL? = nil, input: Data? = nil,
-    timeout: Duration = .seconds(30), environment: [String: String] = [:]
+    timeout: Duration = .seconds(60), environment: [String: String] = [:]
 ) async throws -> ToolResult {
     let child = try ChildProcess(tool, arguments, directory: directory, input: input, environment: environment)
     defer { child.kill() }
@@ -307,7 +307,7 @@ func runTool(
         throw HarnessError("timed out after \(timeout):\n\(child.transcript)")
     }
     // The pipes reach end of file right after the exit; wait briefly for the reader threads to drain them.
-    _ = try await eventually(within: .seconds(5)) { child.stdout.isAtEnd && child.stderr.isAtEnd }
+    _ = try await eventually(within: .seconds(30)) { child.stdout.isAtEnd && child.stderr.isAtEnd }
     guard child.process.terminationReason == .exit else {
         throw HarnessError("\(tool) was killed by signal \(child.process.terminationStatus):\n\(child.transcript)")
     }
@@ -331,7 +331,7 @@ final class ServerProcess: @unchecked Sendable {
     /// Starts `tls-server ARGUMENTS` (add `--port 0`) and waits until it prints its listening line.
     /// Throws, with the server's output, if it exits or stays silent for `timeout`.
     static func start(
-        _ arguments: [String], directory: URL? = nil, timeout: Duration = .seconds(20),
+        _ arguments: [String], directory: URL? = nil, timeout: Duration = .seconds(60),
         environment: [String: String] = [:]
     ) async throws -> ServerProcess {
         let child = try ChildProcess("tls-server", arguments, directory: directory, environment: environment)
@@ -363,12 +363,12 @@ final class ServerProcess: @unchecked Sendable {
     var lines: [String] { child.stdout.lines }
 
     /// Waits up to `timeout` for `text` to appear on the server's standard output.
-    func waitForOutput(_ text: String, timeout: Duration = .seconds(10)) async throws -> Bool {
+    func waitForOutput(_ text: String, timeout: Duration = .seconds(30)) async throws -> Bool {
         try await child.waitForOutput(text, timeout: timeout)
     }
 
     /// Waits up to `timeout` for a whole output line that satisfies `predicate`; returns it, or nil.
-    func waitForLine(timeout: Duration = .seconds(10), where predicate: (String) -> Bool) async throws -> String? {
+    func waitForLine(timeout: Duration = .seconds(30), where predicate: (String) -> Bool) async throws -> String? {
         var found: String?
         _ = try await eventually(within: timeout) {
             found = lines.first(where: predicate)
@@ -378,7 +378,7 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     /// Waits up to `timeout` for the output line `line`, exactly. Returns whether it came.
-    func waitForLine(_ line: String, timeout: Duration = .seconds(10)) async throws -> Bool {
+    func waitForLine(_ line: String, timeout: Duration = .seconds(30)) async throws -> Bool {
         try await waitForLine(timeout: timeout) { $0 == line } != nil
     }
 

@@ -52,7 +52,7 @@ private func helpFlags(_ tool: String, _ arguments: [String] = []) async throws 
     return flags
 }
 
-@Suite("Documented options: README flag tables and shell completion", .timeLimit(.minutes(2)))
+@Suite("Documented options: README flag tables and shell completion", .timeLimit(.minutes(5)))
 struct DocumentedOptionsTests {
     @Test(
         "The README's flag table of each command lists exactly the flags its --help shows",

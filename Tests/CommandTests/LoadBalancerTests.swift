@@ -68,7 +68,8 @@ final class HAProxyProcess: @unchecked Sendable {
         let port = self.port
         let child = self.child
         // Listening, seen in /proc/net/tcp: a probe connection would reach the servers and be logged.
-        let ready = try await eventually(within: .seconds(10)) { !child.isRunning || isListening(port: port) }
+        // 30 s: haproxy starts in milliseconds, but CI once saw it take longer than 10 s on a loaded machine.
+        let ready = try await eventually(within: .seconds(30)) { !child.isRunning || isListening(port: port) }
         guard ready, child.isRunning else {
             child.kill()
             throw HarnessError("haproxy did not start:\n\(child.transcript)")
@@ -114,7 +115,7 @@ func freeLoopbackPort() throws -> Int {
 /// Returns the socket's source port and the reply. Every wait is bounded by `timeout`.
 func tlsExchange(
     port: Int, context: TLSContext, message: String = "Hello from client!", preamble: [UInt8] = [],
-    resumptionData: [UInt8]? = nil, timeout: Duration = .seconds(10)
+    resumptionData: [UInt8]? = nil, timeout: Duration = .seconds(30)
 ) async throws -> (localPort: Int, reply: String, session: TLSSession) {
     let connection = try RawTCPConnection(port: port)
     defer { connection.close() }
@@ -214,7 +215,7 @@ func proxyV2(sourcePort: Int) -> [UInt8] {
         }
         // Each server logs its connections as the client's address (ours), not haproxy's.
         let expected = Set(ports.map { "Connection from 127.0.0.1:\($0)" })
-        let allLogged = try await eventually(within: .seconds(10)) {
+        let allLogged = try await eventually(within: .seconds(30)) {
             Set(first.lines + second.lines).isSuperset(of: expected)
         }
         // One "Connection from ADDR" line per connection (the handshake's line, "Connection from ADDR: TLS ...",
@@ -437,7 +438,7 @@ func proxyV2(sourcePort: Int) -> [UInt8] {
         let second = try await run(["-sess_in", session])
         #expect(second.output.contains(cache ? "Reused, TLSv1.2" : "New, TLSv1.2"), "\(second)")
         // The resumed connection carries data (s_client leaves at the end of its input, before the echo).
-        let both = try await eventually(within: .seconds(10)) {
+        let both = try await eventually(within: .seconds(30)) {
             server.lines.filter { $0 == "Received: resume me" }.count == 2
         }
         #expect(both, "\(server.transcript)")

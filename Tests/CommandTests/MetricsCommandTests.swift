@@ -7,7 +7,7 @@ import Glibc
 
 /// tls-server --metrics and --log-level, as an operator uses them: Prometheus scrapes /metrics over HTTP, the
 /// log goes to standard error, the per-connection lines stay on standard output as they were.
-@Suite("tls-server --metrics and --log-level", .timeLimit(.minutes(2)))
+@Suite("tls-server --metrics and --log-level", .timeLimit(.minutes(5)))
 struct MetricsCommandTests {
     /// The port in `tls-server: metrics at http://HOST:PORT/metrics`, once printed.
     static func metricsPort(in output: String) -> Int? {
@@ -26,7 +26,7 @@ struct MetricsCommandTests {
         defer { connection.close() }
         try connection.send(Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8))
         var response: [UInt8] = []
-        let closed = try await eventually(within: .seconds(10)) {
+        let closed = try await eventually(within: .seconds(30)) {
             guard let bytes = connection.receiveAvailable() else { return true }
             response += bytes
             return false
@@ -114,7 +114,7 @@ struct MetricsCommandTests {
         expectSuccessfulExchange(try await runClient(port: server.port, files: files))
         // The client does not trust the server's CA and refuses it with an alert.
         _ = try await runClient(port: server.port, files: files, trust: false)
-        let logged = try await eventually(within: .seconds(10)) {
+        let logged = try await eventually(within: .seconds(30)) {
             server.child.stderr.text.contains("TLS handshake failed")
         }
         let log = server.child.stderr.text

@@ -19,6 +19,12 @@ import Testing
         try TLSContext(configuration: .client(serverName: name, trustRoots: .certificates([pki.ca.certificate])))
     }
 
+    /// Handshake deadlines for these tests, which are not about deadlines: the async selector's task and the
+    /// listener's handlers wait for turns on the cooperative pool, which the other suites' in-memory handshakes
+    /// fill; on a loaded CI machine the default 10 s once ran out (the client's `.timeout` where the
+    /// handshake_failure alert was expected).
+    static let patience = TimeAmount.seconds(60)
+
     /// Runs an echo listener whose selector is `selector`, then `body` with its port.
     func withListener(
         _ selector: ContextSelector, _ body: @Sendable (Int) async throws -> Void
@@ -31,7 +37,7 @@ import Testing
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 try await TLSListener.listen(
-                    host: "127.0.0.1", port: 0, context: serverContext,
+                    host: "127.0.0.1", port: 0, context: serverContext, handshakeTimeout: Self.patience,
                     onListening: { address in portContinuation.yield(address?.port ?? 0) }
                 ) { connection in
                     while let chunk = try await connection.read() { try await connection.write(chunk) }
@@ -45,7 +51,9 @@ import Testing
     }
 
     func exchange(port: Int, name: String) async throws -> (certificate: Certificate?, reply: [UInt8]) {
-        try await TLSConnection.connect(host: "127.0.0.1", port: port, context: try client(name)) { connection in
+        try await TLSConnection.connect(
+            host: "127.0.0.1", port: port, context: try client(name), handshakeTimeout: Self.patience
+        ) { connection in
             try await connection.write(Array("via \(name)".utf8))
             try await connection.closeOutput()
             return (connection.info.peerCertificates.first, try await connection.readAll())

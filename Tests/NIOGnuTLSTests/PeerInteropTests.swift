@@ -75,7 +75,7 @@ struct PeerFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-@Suite("Library settings against openssl and Python: the application's check, exporters, CA names", .timeLimit(.minutes(2)))
+@Suite("Library settings against openssl and Python: the application's check, exporters, CA names", .timeLimit(.minutes(5)))
 struct PeerInteropTests {
     let pki = HandlerPKI.shared
 
