@@ -35,6 +35,8 @@ final class AcceptGuard: ChannelDuplexHandler {
     /// Connections accepted only to be closed (named here, closed by the child channel initializer).
     let toShed: ShedList
     private let output: ConsoleOutput
+    /// What the listener accepts, in its lines ("connections", "metrics connections").
+    private let accepting: String
     private let interval: TimeAmount
     private var spare: Int32 = AcceptGuard.openSpare()
     /// The spare was given up: the next connection accepted is closed.
@@ -48,8 +50,11 @@ final class AcceptGuard: ChannelDuplexHandler {
     /// Failed accepts since accepting last worked (nil while it works).
     private var failedInARow: Int?
 
-    init(output: ConsoleOutput, toShed: ShedList, interval: TimeAmount = .seconds(10)) {
+    init(
+        output: ConsoleOutput, toShed: ShedList, accepting: String = "connections", interval: TimeAmount = .seconds(10)
+    ) {
         self.output = output
+        self.accepting = accepting
         self.toShed = toShed
         self.interval = interval
     }
@@ -87,7 +92,7 @@ final class AcceptGuard: ChannelDuplexHandler {
             shedNext = false
             toShed.add(unwrapInboundIn(data))
         } else if let failed = failedInARow {
-            output.line("tls-server: accepting connections again after \(failed) failed attempts")
+            output.line("tls-server: accepting \(accepting) again after \(failed) failed attempts")
             failedInARow = nil
             failuresSinceLine = 0
             lastLine = nil
@@ -118,7 +123,7 @@ final class AcceptGuard: ChannelDuplexHandler {
         let retry = Double(Self.retryDelay.nanoseconds) / 1e9
         let earlier = failuresSinceLine > 1 ? " (\(failuresSinceLine) failed accepts since the last line)" : ""
         output.line(
-            "tls-server: cannot accept connections: \(String(cString: strerror(error.errnoCode))); closing new "
+            "tls-server: cannot accept \(accepting): \(String(cString: strerror(error.errnoCode))); closing new "
                 + "connections at once and retrying every \(retry) s\(earlier)")
         lastLine = now
         failuresSinceLine = 0

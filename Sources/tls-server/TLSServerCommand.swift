@@ -104,7 +104,8 @@ struct TLSServerCommand: ParsableCommand {
             discussion: "Plain HTTP without authentication: keep it on loopback (127.0.0.1:9100) or a private "
                 + "network. Series: tls_handshakes_total{version,outcome}, tls_handshake_duration_seconds{version}, "
                 + "tls_handshake_failures_total{reason}, tls_connection_failures_total{reason}, "
-                + "tls_connections_open.",
+                + "tls_connections_open. At most 8 scrape connections at once, each closed when it has not "
+                + "completed a request for 5 s, so that the port cannot starve the TLS one of descriptors.",
             valueName: "host:port"))
     var metrics: String?
     @Option(
@@ -220,7 +221,7 @@ struct TLSServerCommand: ParsableCommand {
         if let metrics, let registry, case .success(let address) = splitHostAndPort(metrics, allowingPortZero: true) {
             do {
                 let channel = try MetricsServer.start(
-                    host: address.host, port: address.port, registry: registry, group: group)
+                    host: address.host, port: address.port, registry: registry, group: group, output: output)
                 metricsChannel = channel
                 let port = channel.localAddress?.port ?? address.port
                 output.line("tls-server: metrics at http://\(hostForDisplay(address.host)):\(port)/metrics")
