@@ -107,7 +107,7 @@ struct PeerInteropTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 try await TLSListener.listen(
-                    host: "127.0.0.1", port: 0, context: context,
+                    host: "127.0.0.1", port: 0, context: context, handshakeTimeout: .seconds(60),
                     onListening: { address in portContinuation.yield(address?.port ?? 0) },
                     onFailure: { error, _ in if let error = error as? TLSError { failures?.yield(error) } },
                     handler)
