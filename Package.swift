@@ -171,7 +171,9 @@ let package = Package(
                 .product(
                     name: "ServiceLifecycle", package: "swift-service-lifecycle",
                     condition: .when(traits: ["Hummingbird"])),
-            ]
+            ],
+            // Run by HummingbirdStressTests with python3, not compiled.
+            exclude: ["stress_client.py"]
         ),
 
         // libFuzzer targets (run them with tools/fuzz). Built with -sanitize=fuzzer,address -DFUZZING they have
