@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import Hummingbird
+import HummingbirdCore
 import HummingbirdHTTP2
 import HummingbirdTLS
 import NIOCore
