@@ -116,7 +116,8 @@ def never_reads(port, cafile):
     """Declares a 64 MiB POST /echo and sends until the server stops taking bytes for 2 s, never reading the echo;
     then, with that connection still open, GET / on a second connection."""
     total = 64 * 1024 * 1024
-    sock = connect(port, cafile, timeout=2)
+    sock = connect(port, cafile)
+    sock.settimeout(2)  # after the handshake: a send that waits this long means the server stopped taking bytes
     sock.sendall(b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\n"
                  b"Content-Length: %d\r\n\r\n" % total)
     chunk = os.urandom(65536)
