@@ -173,6 +173,20 @@ func withTimeout<T: Sendable>(
     }
 }
 
+/// Writes `size` random bytes (a multiple of 8) to `path`: an upload whose echo is compared with `sameContents`.
+func writeRandomFile(_ path: String, size: Int) throws {
+    var generator = SystemRandomNumberGenerator()
+    let words = (0..<(size / 8)).map { _ in generator.next() as UInt64 }
+    try words.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: path)) }
+}
+
+/// Whether two files have the same SHA-256 (sha256sum printed two equal 64-digit sums), and sha256sum's run.
+func sameContents(_ first: String, _ second: String) async throws -> (same: Bool, hashes: ProgramResult) {
+    let hashes = try await run("sha256sum", [first, second])
+    let sums = hashes.output.split(separator: "\n").map { $0.split(separator: " ").first.map(String.init) ?? "" }
+    return (sums.count == 2 && sums[0] == sums[1] && sums[0].count == 64, hashes)
+}
+
 /// What an external program did.
 struct ProgramResult: Sendable, CustomStringConvertible {
     let status: Int32
